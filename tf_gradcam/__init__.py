@@ -1,0 +1,37 @@
+"""tf_gradcam: Grad-CAM and the CAM family for Keras 3 on TensorFlow.
+
+>>> import tf_gradcam as tfg
+>>> result = tfg.GradCAM(model)(images)          # result.heatmaps: [N, H, W] in [0, 1]
+"""
+
+from tf_gradcam._compat import check_backend
+
+check_backend()
+
+from tf_gradcam.api import explain, get_method  # noqa: E402
+from tf_gradcam.core.engine import Context, Explainer  # noqa: E402
+from tf_gradcam.core.layers import list_layers  # noqa: E402
+from tf_gradcam.explanation import Explanation  # noqa: E402
+from tf_gradcam.methods import METHODS, GradCAM  # noqa: E402
+
+__version__ = "0.1.0"
+
+
+def __getattr__(name):
+    # Pictures, training and evaluation pull in matplotlib / OpenCV / TensorBoard: load on use.
+    lazy = {
+        "overlay": ("tf_gradcam.render", "overlay"),
+        "plot": ("tf_gradcam.render", "plot"),
+    }
+    if name in lazy:
+        import importlib
+
+        module, attr = lazy[name]
+        return getattr(importlib.import_module(module), attr)
+    raise AttributeError(f"module 'tf_gradcam' has no attribute {name!r}")
+
+
+__all__ = [
+    "Context", "Explainer", "Explanation", "GradCAM", "METHODS", "explain", "get_method",
+    "list_layers", "overlay", "plot",
+]

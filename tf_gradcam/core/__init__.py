@@ -1,0 +1,1 @@
+"""Pick the layer and the score, then run the engine."""

@@ -1,0 +1,399 @@
+"""The engine every method shares: forward to the layer, gradients, one compiled step per batch.
+
+A method is a subclass of :class:`Explainer` that overrides one or two small hooks:
+
+* :meth:`Explainer.channel_weights` -> ``[N, K]`` per-channel weights (alphas), e.g. Grad-CAM's
+  spatial mean of the gradients;
+* :meth:`Explainer.combine` -> ``[N, *S]`` the map; by default ``relu(sum_k w_k A_k)``.
+
+Everything else (finding the layer, the logits under a softmax, the tape, batching, the
+``tf.function``/XLA compilation, upsampling, scaling, input checks) lives here, once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tf_gradcam.core import graph, layers, resize, targets as targets_lib
+from tf_gradcam.explanation import Explanation
+
+DEFAULT_BATCH_SIZE = 32
+
+
+@dataclass
+class Context:
+    """What a method's hooks see for one batch, inside the compiled step.
+
+    Shapes: ``activations`` and ``gradients`` are ``[N, *S, K]`` float32 (``S`` the layer's
+    1 to 3 spatial axes, ``K`` its channels); ``targets`` ``[N]`` int32 (-1 where a callable chose
+    the score); ``scores`` ``[N]`` float32.
+    """
+
+    inputs: list
+    activations: tf.Tensor
+    gradients: tf.Tensor | None
+    targets: tf.Tensor
+    scores: tf.Tensor
+    outputs: Any
+    score_fn: Callable[[Any, tf.Tensor], tf.Tensor]
+    target_arg: tf.Tensor
+    extras: dict = field(default_factory=dict)
+
+    @property
+    def spatial_axes(self) -> list[int]:
+        return list(range(1, self.activations.shape.rank - 1))
+
+
+class Explainer:
+    """Base of every CAM method. Subclasses override :meth:`channel_weights` and/or :meth:`combine`.
+
+    Args:
+        model: a built ``keras.Model`` (functional, ``Sequential``, or nesting other models).
+            It is never changed.
+        layer: a layer name (or ``"outer/inner"`` path), a layer object, or ``None`` for the last
+            layer whose output has spatial axes (1D ``[N, T, C]``, 2D ``[N, H, W, C]``,
+            3D ``[N, D, H, W, C]``), looking inside nested models.
+        score: ``"logits"`` explains the pre-softmax (pre-sigmoid) score even when the model ends
+            in a softmax; ``"probabilities"`` explains the model's own output.
+        jit_compile: compile the whole step with XLA.
+        counterfactual: explain the negated score (the Grad-CAM paper's counterfactual maps:
+            regions whose removal would raise the class's score). Gradient methods only.
+    """
+
+    #: The name ``tfg.explain(method=...)`` knows the method by.
+    name: ClassVar[str] = "base"
+    #: Whether the step needs d score / d activations (Eigen-CAM and Score-CAM do not).
+    uses_gradients: ClassVar[bool] = True
+
+    def __init__(
+        self,
+        model: keras.Model,
+        layer: layers.LayerLike = None,
+        *,
+        score: str = "logits",
+        jit_compile: bool = False,
+        counterfactual: bool = False,
+    ) -> None:
+        if score not in targets_lib.SCORES:
+            raise ValueError(f"score must be one of {targets_lib.SCORES}, got {score!r}.")
+        if counterfactual and not self.uses_gradients:
+            raise ValueError(f"{type(self).__name__} uses no gradients: counterfactual is not defined.")
+        self.model = model
+        self.layer_ref = layers.resolve_layer(model, layer)
+        self.score = score
+        self.jit_compile = bool(jit_compile)
+        self.counterfactual = bool(counterfactual)
+
+        self._score_overrides = targets_lib.logit_overrides(model) if score == "logits" else {}
+        self._input_specs = [
+            tf.TensorSpec((None,) + tuple(t.shape[1:]), t.dtype, name=f"input_{i}")
+            for i, t in enumerate(graph.graph_of(model).inputs)
+        ]
+        self._input_names = [t.name for t in graph.graph_of(model).inputs]
+        self.num_classes = targets_lib.output_classes(model)
+        self._spatial_input = self._find_spatial_input()
+        self._steps: dict[Any, tf.types.experimental.PolymorphicFunction] = {}
+
+    # ----------------------------------------------------------------- method hooks
+    def channel_weights(self, ctx: Context) -> tf.Tensor | None:
+        """``[N, K]`` float32 weights of the channels, or ``None`` for a method without them."""
+        raise NotImplementedError
+
+    def combine(self, ctx: Context, weights: tf.Tensor | None) -> tf.Tensor:
+        """``[N, *S]`` float32 map: ``relu(sum_k w_k A_k)``."""
+        cam = tf.einsum("n...k,nk->n...", ctx.activations, weights)
+        return tf.nn.relu(cam)
+
+    # ----------------------------------------------------------------- forward machinery
+    @property
+    def layer(self) -> keras.layers.Layer:
+        return self.layer_ref.layer
+
+    def forward(
+        self,
+        inputs: list,
+        on_activation: Callable[[tf.Tensor], tf.Tensor] | None = None,
+        overrides: dict | None = None,
+    ) -> tuple[tf.Tensor, Any]:
+        """Run the model once; return the target layer's activations and the (scored) outputs.
+
+        ``on_activation`` sees the layer's output and returns what flows on (the same tensor
+        watched by a tape, or a replaced one: Ablation-CAM zeroes channels this way).
+        """
+        captured = []
+
+        def capture(call, *args, **kwargs):
+            out = call(*args, **kwargs)
+            if on_activation is not None:
+                out = on_activation(out)
+            captured.append(out)
+            return out
+
+        all_overrides = {**self._score_overrides, **(overrides or {}), id(self.layer): capture}
+        descend = graph.models_containing(self.model, set(all_overrides))
+        outputs = graph.run(self.model, list(inputs), all_overrides, descend=descend)
+        if len(captured) != 1:
+            raise ValueError(
+                f"Layer {self.layer_ref.path!r} is called {len(captured)} times in the model (a "
+                "shared layer); pick a layer that runs once per forward pass."
+            )
+        return captured[0], outputs
+
+    def _select(self, outputs: Any, score_fn, target_arg: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """``([N] scores, [N] int32 targets)`` for class indices (-1: top) or a callable."""
+        if score_fn is not None:
+            scores = tf.convert_to_tensor(score_fn(outputs))
+            if scores.shape.rank != 1:
+                raise ValueError(
+                    f"The targets callable must return one score per sample, shape [N]; it "
+                    f"returned shape {scores.shape}. Reduce it, e.g. with tf.reduce_sum(..., axis=...)."
+                )
+            return scores, tf.fill(tf.shape(scores), tf.constant(-1, tf.int32))
+        logits = outputs
+        top = tf.argmax(logits, axis=-1, output_type=tf.int32)
+        chosen = tf.where(target_arg < 0, top, target_arg)
+        return tf.gather(logits, chosen, axis=1, batch_dims=1), chosen
+
+    def scores_for(self, inputs: list, ctx: Context) -> tf.Tensor:
+        """``[M]`` scores of ``ctx``'s targets on other inputs (``M`` a multiple of ``N``)."""
+        _, outputs = self.forward(inputs)
+        return self._select_like(outputs, ctx)
+
+    def _select_like(self, outputs, ctx: Context) -> tf.Tensor:
+        if ctx.score_fn is not None:
+            return tf.cast(ctx.score_fn(outputs), tf.float32)
+        reps = tf.shape(outputs)[0] // tf.shape(ctx.targets)[0]
+        chosen = tf.repeat(ctx.targets, reps)
+        return tf.cast(tf.gather(outputs, chosen, axis=1, batch_dims=1), tf.float32)
+
+    def gradients_and_activations(self, inputs: list, score_fn, target_arg) -> Context:
+        """Forward pass, scores and (for gradient methods) d score / d activations."""
+        if not self.uses_gradients:
+            acts, outputs = self.forward(inputs)
+            scores, chosen = self._select(outputs, score_fn, target_arg)
+            grads = None
+        else:
+            # Watching only the activations keeps the tape (and so the backward pass) to the
+            # part of the network after the layer, and works for frozen layers too.
+            with tf.GradientTape(watch_accessed_variables=False) as tape:
+                acts, outputs = self.forward(inputs, on_activation=_watched(tape))
+                scores, chosen = self._select(outputs, score_fn, target_arg)
+                objective = -scores if self.counterfactual else scores
+            grads = tape.gradient(objective, acts)
+            if grads is None:
+                raise ValueError(
+                    f"The explained score does not depend on layer {self.layer_ref.path!r} (no "
+                    "gradient path); choose a layer that feeds the output you explain."
+                )
+            grads = tf.cast(grads, tf.float32)
+        return Context(
+            inputs=list(inputs),
+            activations=tf.cast(acts, tf.float32),
+            gradients=grads,
+            targets=chosen,
+            scores=tf.cast(scores, tf.float32),
+            outputs=outputs,
+            score_fn=score_fn,
+            target_arg=target_arg,
+        )
+
+    def compute(self, ctx: Context) -> tf.Tensor:
+        """``[N, *S]`` raw map of the method (after its ReLU, unscaled). Stores the weights."""
+        weights = self.channel_weights(ctx)
+        if weights is not None:
+            ctx.extras["weights"] = weights
+        return self.combine(ctx, weights)
+
+    def _step_fn(self, score_fn):
+        def step(inputs, target_arg):
+            ctx = self.gradients_and_activations(inputs, score_fn, target_arg)
+            raw = tf.cast(self.compute(ctx), tf.float32)
+            size = tf.shape(inputs[self._spatial_input])[1: 1 + raw.shape.rank - 1]
+            heat = resize.scale_by_max(resize.upsample(raw, size))
+            return {
+                "heatmaps": heat,
+                "raw": raw,
+                "targets": ctx.targets,
+                "scores": ctx.scores,
+                **{k: tf.cast(v, tf.float32) for k, v in ctx.extras.items()},
+            }
+
+        return tf.function(
+            step,
+            input_signature=[self._input_specs, tf.TensorSpec([None], tf.int32, name="targets")],
+            jit_compile=self.jit_compile,
+            reduce_retracing=True,
+            # The step is plain Python at trace time: no tensor-dependent control flow to convert.
+            autograph=False,
+        )
+
+    def _step_for(self, score_fn) -> Callable:
+        # One compiled step for all class-index targets; one per callable (its Python code is
+        # part of the graph). The batch axis is unknown in the signature: no retrace per size.
+        key = None if score_fn is None else id(score_fn)
+        if key not in self._steps:
+            self._steps[key] = (self._step_fn(score_fn), score_fn)
+        return self._steps[key][0]
+
+    @property
+    def trace_count(self) -> int:
+        """How many times the compiled steps have been traced (for tests and diagnostics)."""
+        return sum(fn.experimental_get_tracing_count() for fn, _ in self._steps.values())
+
+    # ----------------------------------------------------------------- the call
+    def __call__(
+        self,
+        inputs: Any,
+        targets: targets_lib.Targets = None,
+        *,
+        batch_size: int | None = None,
+    ) -> Explanation:
+        """Explain ``inputs``.
+
+        Args:
+            inputs: ``[N, *input_shape]`` array (a list or dict of arrays for several inputs), or
+                a ``tf.data.Dataset`` yielding batches (``x`` or ``(x, y, ...)``).
+            targets: ``None`` (each sample's top class), an int (one class for all), ``N`` ints,
+                or a callable ``f(outputs) -> [N]`` scores; ``outputs`` are the logits (under
+                ``score="logits"``) or the model's outputs.
+            batch_size: samples per compiled step (default 32).
+
+        Returns:
+            An :class:`Explanation`: ``heatmaps [N, *input spatial] float32 in [0, 1]``,
+            ``raw [N, *layer spatial] float32 >= 0``, ``targets [N] int64``, ``scores [N] float32``.
+        """
+        xs = self._prepare_inputs(inputs)
+        n = xs[0].shape[0]
+        chosen = targets_lib.normalize(targets, n, self.num_classes)
+        score_fn = chosen if callable(chosen) else None
+        step = self._step_for(score_fn)
+        bs = _check_batch_size(batch_size)
+        parts = []
+        for start in range(0, n, bs):
+            chunk = [tf.convert_to_tensor(x[start: start + bs]) for x in xs]
+            arg = chosen[start: start + bs] if score_fn is None else np.zeros(
+                len(chunk[0]), np.int32)
+            out = step(chunk, tf.convert_to_tensor(arg, tf.int32))
+            parts.append({k: v.numpy() for k, v in out.items()})
+        merged = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        return Explanation(
+            heatmaps=merged.pop("heatmaps").astype(np.float32),
+            raw=merged.pop("raw").astype(np.float32),
+            targets=merged.pop("targets").astype(np.int64),
+            scores=merged.pop("scores").astype(np.float32),
+            weights=merged.pop("weights", None),
+            extras=merged,
+            method=self.name,
+            layer=self.layer_ref.path,
+        )
+
+    def explain_batch(self, inputs: list, target_arg: tf.Tensor, score_fn=None) -> dict:
+        """One compiled step on tensors already batched and checked: for callbacks and
+        distributed loops that manage their own batching. Returns tensors."""
+        return self._step_for(score_fn)(inputs, target_arg)
+
+    # ----------------------------------------------------------------- input checks
+    def _find_spatial_input(self) -> int:
+        s = self.layer_ref.spatial_rank
+        for i, spec in enumerate(self._input_specs):
+            if spec.shape.rank >= s + 1:
+                return i
+        raise ValueError(
+            f"No model input has the {s} spatial axes of layer {self.layer_ref.path!r} to draw "
+            "the map over."
+        )
+
+    def _prepare_inputs(self, inputs: Any) -> list[np.ndarray]:
+        """Validate and convert ``inputs`` into one array per model input, cast to its dtype."""
+        if isinstance(inputs, tf.data.Dataset):
+            inputs = _collect_dataset(inputs, len(self._input_specs))
+        if isinstance(inputs, dict):
+            missing = [k for k in self._input_names if k not in inputs]
+            if missing:
+                raise ValueError(f"inputs dict lacks the model inputs {missing}; it has {list(inputs)}.")
+            inputs = [inputs[k] for k in self._input_names]
+        if len(self._input_specs) == 1 and not isinstance(inputs, (list, tuple)):
+            inputs = [inputs]
+        if not isinstance(inputs, (list, tuple)) or len(inputs) != len(self._input_specs):
+            got = len(inputs) if isinstance(inputs, (list, tuple)) else 1
+            raise ValueError(
+                f"Model {self.model.name!r} takes {len(self._input_specs)} inputs "
+                f"({', '.join(self._input_names)}); got {got}. Pass a list with one array per input."
+            )
+        arrays = []
+        for spec, name, x in zip(self._input_specs, self._input_names, inputs):
+            x = np.asarray(x.numpy() if hasattr(x, "numpy") else x)
+            expected = tuple(spec.shape)
+            shape_ok = x.ndim == len(expected) and all(
+                e is None or e == g for e, g in zip(expected[1:], x.shape[1:]))
+            if not shape_ok:
+                hint = ""
+                if x.ndim == len(expected) - 1 and all(
+                        e is None or e == g for e, g in zip(expected[1:], x.shape)):
+                    hint = " It looks like one sample: add the batch axis, e.g. x[None]."
+                elif x.ndim == len(expected) - 1:
+                    hint = " If the channel axis is missing, add it, e.g. x[..., None]."
+                raise ValueError(
+                    f"Input {name!r} has shape {x.shape}, but the model expects "
+                    f"{expected} (batch first; None is any size).{hint}"
+                )
+            if x.shape[0] == 0:
+                raise ValueError("inputs hold no samples: pass at least one.")
+            if np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.complexfloating):
+                finite = np.isfinite(x).reshape(len(x), -1).all(axis=1)
+                if not finite.all():
+                    bad = np.flatnonzero(~finite)
+                    raise ValueError(
+                        f"Input {name!r} contains NaN or infinity in sample(s) {bad[:10].tolist()}; "
+                        "clean or drop them before explaining (a NaN input gives a NaN map)."
+                    )
+            arrays.append(x.astype(spec.dtype.as_numpy_dtype, copy=False))
+        if len({len(a) for a in arrays}) != 1:
+            raise ValueError(f"All inputs need the same number of samples, got {[len(a) for a in arrays]}.")
+        return arrays
+
+
+def _watched(tape: tf.GradientTape) -> Callable[[tf.Tensor], tf.Tensor]:
+    def watch(x):
+        tape.watch(x)
+        return x
+
+    return watch
+
+
+def _check_batch_size(batch_size: int | None) -> int:
+    if batch_size is None:
+        return DEFAULT_BATCH_SIZE
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}.")
+    return int(batch_size)
+
+
+def _collect_dataset(dataset: tf.data.Dataset, n_inputs: int) -> Any:
+    """Concatenate a dataset's input batches; ``(x, y[, w])`` elements give ``x`` (Keras' rule)."""
+    batches = []
+    for element in dataset:
+        batches.append(dataset_inputs(element, n_inputs))
+    if not batches:
+        raise ValueError("The dataset is empty: nothing to explain.")
+    if isinstance(batches[0], dict):
+        return {k: np.concatenate([np.asarray(b[k]) for b in batches]) for k in batches[0]}
+    if isinstance(batches[0], (list, tuple)):
+        return [np.concatenate([np.asarray(b[i]) for b in batches]) for i in range(len(batches[0]))]
+    return np.concatenate([np.asarray(b) for b in batches])
+
+
+def dataset_inputs(element: Any, n_inputs: int) -> Any:
+    """The model inputs in one dataset element: Keras' ``(x, y, sample_weight)`` convention,
+    except a bare tuple of ``n_inputs`` tensors for a multi-input model."""
+    if isinstance(element, tuple):
+        if n_inputs > 1 and len(element) == n_inputs and all(
+                tf.is_tensor(e) or isinstance(e, np.ndarray) for e in element):
+            return list(element)
+        return element[0]
+    return element
