@@ -466,3 +466,24 @@ def test_explain_function_form(functional_cnn, rng):
     b = tfg.GradCAM(functional_cnn, "last_conv")(x, 1)
     np.testing.assert_allclose(a.heatmaps, b.heatmaps, rtol=1e-6)
     assert a.method == "gradcam" and a.layer == "last_conv"
+
+
+def test_two_level_nesting_and_transfer_learning_call(rng):
+    """A layer two models deep, the backbone called with training=False as in transfer learning."""
+    deep = L.Conv2D(4, 3, activation="relu", name="deep")
+    mid_conv = L.Conv2D(5, 3, activation="relu", name="mid_conv")
+    inner = keras.Sequential([keras.Input((10, 10, 3)), deep], name="inner")
+    mid = keras.Sequential([keras.Input((10, 10, 3)), inner, mid_conv], name="mid")
+    inp = keras.Input((10, 10, 3))
+    x = mid(L.Rescaling(0.5)(inp), training=False)
+    x = L.Dropout(0.5)(L.Flatten()(x))  # inference mode: dropout must be off
+    head = L.Dense(3, activation="softmax", name="head")
+    model = keras.Model(inp, head(x))
+    assert tfg.list_layers(model)[:4] == ["mid", "mid/mid_conv", "mid/inner", "mid/inner/deep"]
+
+    # Reference: the same layers called flat, in a fresh graph of the test's own.
+    r_in = keras.Input((10, 10, 3))
+    r_a = deep(L.Rescaling(0.5)(r_in))
+    feats = keras.Model(r_in, [r_a, L.Flatten()(mid_conv(r_a))])
+    x_in = rng.random((3, 10, 10, 3), dtype=np.float32)
+    _check_against_reference(model, "deep", feats, ref.dense_logits(head), x_in, np.array([2, 0, 1]))
