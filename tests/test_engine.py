@@ -28,7 +28,7 @@ def _gap_for(rank):
 def functional_cnn():
     inp = keras.Input((12, 12, 3))
     x = _conv_stack(inp, L.Conv2D)
-    x = L.MaxPooling2D()(x)
+    x = L.MaxPooling2D(name="pool")(x)
     x = L.Conv2D(8, 3, padding="same", activation="relu", name="last_conv")(x)
     x = L.Flatten()(x)  # not GAP: the gradients vary over space
     out = L.Dense(4, name="logits")(x)
@@ -378,7 +378,7 @@ def test_unknown_layer_lists_candidates(functional_cnn):
     with pytest.raises(ValueError) as err:
         tfg.GradCAM(functional_cnn, "no_such_layer")
     msg = str(err.value)
-    assert "no_such_layer" in msg and "'last_conv', 'max_pooling2d', 'conv1', 'conv0'" in msg
+    assert "no_such_layer" in msg and "'last_conv', 'pool', 'conv1', 'conv0'" in msg
 
 
 def test_layer_without_spatial_output(functional_cnn):

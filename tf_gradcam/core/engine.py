@@ -4,7 +4,14 @@ A method is a subclass of :class:`Explainer` that overrides one or two small hoo
 
 * :meth:`Explainer.channel_weights` -> ``[N, K]`` per-channel weights (alphas), e.g. Grad-CAM's
   spatial mean of the gradients;
-* :meth:`Explainer.combine` -> ``[N, *S]`` the map; by default ``relu(sum_k w_k A_k)``.
+* :meth:`Explainer.combine` -> ``[N, *S]`` the map; by default ``relu(sum_k w_k A_k)``;
+* :meth:`Explainer.heatmap` -> ``[N, *input spatial]`` the map at the input's resolution, before
+  scaling; by default the upsampled map (Guided Grad-CAM multiplies it with input gradients);
+* :meth:`Explainer.fuse` -> ``[N, *input spatial]`` one map from several layers' maps, for a method
+  that explains several layers at once (``layer=[...]``, Layer-CAM); not overridden: one layer.
+
+A method that explains the input rather than a layer (guided backpropagation) sets
+``uses_layer = False`` and overrides :meth:`Explainer.gradients_and_activations`.
 
 Everything else (finding the layer, the logits under a softmax, the tape, batching, the
 ``tf.function``/XLA compilation, upsampling, scaling, input checks) lives here, once.
@@ -57,7 +64,8 @@ class Explainer:
             It is never changed.
         layer: a layer name (or ``"outer/inner"`` path), a layer object, or ``None`` for the last
             layer whose output has spatial axes (1D ``[N, T, C]``, 2D ``[N, H, W, C]``,
-            3D ``[N, D, H, W, C]``), looking inside nested models.
+            3D ``[N, D, H, W, C]``), looking inside nested models. A method that overrides
+            :meth:`fuse` (Layer-CAM) also takes a list of layers, explained in one pass and fused.
         score: ``"logits"`` explains the pre-softmax (pre-sigmoid) score even when the model ends
             in a softmax; ``"probabilities"`` explains the model's own output.
         jit_compile: compile the whole step with XLA.
@@ -67,8 +75,14 @@ class Explainer:
 
     #: The name ``tfg.explain(method=...)`` knows the method by.
     name: ClassVar[str] = "base"
+    #: Other spellings ``tfg.explain(method=...)`` accepts (besides case, ``-``, ``_``, ``+``).
+    aliases: ClassVar[tuple[str, ...]] = ()
     #: Whether the step needs d score / d activations (Eigen-CAM and Score-CAM do not).
     uses_gradients: ClassVar[bool] = True
+    #: Whether the method explains a layer. ``False`` (guided backpropagation): ``layer`` must be
+    #: ``None``, ``layer_ref`` is ``None`` and the explained input is the first model input with
+    #: 1 to 3 spatial axes and a channel axis (``[N, T, C]``, ``[N, H, W, C]``, ``[N, D, H, W, C]``).
+    uses_layer: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -84,7 +98,18 @@ class Explainer:
         if counterfactual and not self.uses_gradients:
             raise ValueError(f"{type(self).__name__} uses no gradients: counterfactual is not defined.")
         self.model = model
-        self.layer_ref = layers.resolve_layer(model, layer)
+        if self.uses_layer:
+            self.layer_refs: tuple[layers.LayerRef, ...] = self._resolve_layers(model, layer)
+            self.layer_ref: layers.LayerRef | None = self.layer_refs[0]
+        else:
+            if layer is not None:
+                raise ValueError(
+                    f"{type(self).__name__} explains the input, not a layer; got layer={layer!r}. "
+                    "Leave layer=None."
+                )
+            layers.check_built(model)
+            self.layer_refs = ()
+            self.layer_ref = None
         self.score = score
         self.jit_compile = bool(jit_compile)
         self.counterfactual = bool(counterfactual)
@@ -109,10 +134,21 @@ class Explainer:
         cam = tf.einsum("n...k,nk->n...", ctx.activations, weights)
         return tf.nn.relu(cam)
 
+    def heatmap(self, ctx: Context, raw: tf.Tensor) -> tf.Tensor:
+        """``[N, *input spatial]`` non-negative map before scaling: ``raw`` upsampled to the input."""
+        size = tf.shape(ctx.inputs[self._spatial_input])[1: 1 + raw.shape.rank - 1]
+        return resize.upsample(raw, size)
+
+    def fuse(self, maps: list[tf.Tensor]) -> tf.Tensor:
+        """``[N, *input spatial]`` non-negative map from several layers' maps (``layer=[...]``),
+        each already :meth:`heatmap`-upsampled to the input. Overriding it lets a method take a
+        list of layers; the base explains one layer only."""
+        raise NotImplementedError
+
     # ----------------------------------------------------------------- forward machinery
     @property
-    def layer(self) -> keras.layers.Layer:
-        return self.layer_ref.layer
+    def layer(self) -> keras.layers.Layer | None:
+        return self.layer_ref.layer if self.layer_ref is not None else None
 
     def forward(
         self,
@@ -124,19 +160,27 @@ class Explainer:
 
         ``on_activation`` sees the layer's output and returns what flows on (the same tensor
         watched by a tape, or a replaced one: Ablation-CAM zeroes channels this way).
+        ``overrides`` replace other layers' calls (guided ReLUs); an override of the target layer
+        itself still runs, inside the capture. Without a layer (``uses_layer = False``) the
+        activations returned are ``None``.
         """
+        all_overrides = {**self._score_overrides, **(overrides or {})}
         captured = []
+        if self.layer_ref is not None:
+            inner = all_overrides.get(id(self.layer))
 
-        def capture(call, *args, **kwargs):
-            out = call(*args, **kwargs)
-            if on_activation is not None:
-                out = on_activation(out)
-            captured.append(out)
-            return out
+            def capture(call, *args, **kwargs):
+                out = inner(call, *args, **kwargs) if inner is not None else call(*args, **kwargs)
+                if on_activation is not None:
+                    out = on_activation(out)
+                captured.append(out)
+                return out
 
-        all_overrides = {**self._score_overrides, **(overrides or {}), id(self.layer): capture}
+            all_overrides[id(self.layer)] = capture
         descend = graph.models_containing(self.model, set(all_overrides))
         outputs = graph.run(self.model, list(inputs), all_overrides, descend=descend)
+        if self.layer_ref is None:
+            return None, outputs
         if len(captured) != 1:
             raise ValueError(
                 f"Layer {self.layer_ref.path!r} is called {len(captured)} times in the model (a "
@@ -164,43 +208,71 @@ class Explainer:
         _, outputs = self.forward(inputs)
         return self._select_like(outputs, ctx)
 
-    def _select_like(self, outputs, ctx: Context) -> tf.Tensor:
+    def _select_like(self, outputs, ctx: Context, rows: tf.Tensor | None = None) -> tf.Tensor:
+        """``[M]`` scores of ``ctx``'s targets in ``outputs`` of ``M`` rows. ``rows`` ``[M]``: the
+        sample of ``ctx`` each row comes from; by default each sample repeated ``M / N`` times."""
         if ctx.score_fn is not None:
             return tf.cast(ctx.score_fn(outputs), tf.float32)
-        reps = tf.shape(outputs)[0] // tf.shape(ctx.targets)[0]
-        chosen = tf.repeat(ctx.targets, reps)
+        if rows is None:
+            reps = tf.shape(outputs)[0] // tf.shape(ctx.targets)[0]
+            chosen = tf.repeat(ctx.targets, reps)
+        else:
+            chosen = tf.gather(ctx.targets, rows)
         return tf.cast(tf.gather(outputs, chosen, axis=1, batch_dims=1), tf.float32)
 
     def gradients_and_activations(self, inputs: list, score_fn, target_arg) -> Context:
         """Forward pass, scores and (for gradient methods) d score / d activations."""
+        return self.layer_contexts(inputs, score_fn, target_arg)[0]
+
+    def layer_contexts(self, inputs: list, score_fn, target_arg) -> list[Context]:
+        """One :class:`Context` per layer of ``layer_refs`` (several when fusing layers), all
+        from one forward pass and, for gradient methods, one backward pass."""
+        others = self.layer_refs[1:]
+        stores: list[list] = [[] for _ in others]
+
+        def run(watch):
+            captures = {id(r.layer): _capturing(s, watch) for r, s in zip(others, stores)}
+            acts, outputs = self.forward(inputs, on_activation=watch, overrides=captures)
+            for ref, store in zip(others, stores):
+                if len(store) != 1:
+                    raise ValueError(
+                        f"Layer {ref.path!r} runs {len(store)} times in one forward pass; pick "
+                        "layers that run once each."
+                    )
+            return [acts] + [store[0] for store in stores], outputs
+
         if not self.uses_gradients:
-            acts, outputs = self.forward(inputs)
+            acts, outputs = run(None)
             scores, chosen = self._select(outputs, score_fn, target_arg)
-            grads = None
+            grads = [None] * len(acts)
         else:
             # Watching only the activations keeps the tape (and so the backward pass) to the
             # part of the network after the layer, and works for frozen layers too.
             with tf.GradientTape(watch_accessed_variables=False) as tape:
-                acts, outputs = self.forward(inputs, on_activation=_watched(tape))
+                acts, outputs = run(_watched(tape))
                 scores, chosen = self._select(outputs, score_fn, target_arg)
                 objective = -scores if self.counterfactual else scores
             grads = tape.gradient(objective, acts)
-            if grads is None:
-                raise ValueError(
-                    f"The explained score does not depend on layer {self.layer_ref.path!r} (no "
-                    "gradient path); choose a layer that feeds the output you explain."
-                )
-            grads = tf.cast(grads, tf.float32)
-        return Context(
-            inputs=list(inputs),
-            activations=tf.cast(acts, tf.float32),
-            gradients=grads,
-            targets=chosen,
-            scores=tf.cast(scores, tf.float32),
-            outputs=outputs,
-            score_fn=score_fn,
-            target_arg=target_arg,
-        )
+            for ref, grad in zip(self.layer_refs, grads):
+                if grad is None:
+                    raise ValueError(
+                        f"The explained score does not depend on layer {ref.path!r} (no "
+                        "gradient path); choose a layer that feeds the output you explain."
+                    )
+            grads = [tf.cast(grad, tf.float32) for grad in grads]
+        return [
+            Context(
+                inputs=list(inputs),
+                activations=tf.cast(act, tf.float32),
+                gradients=grad,
+                targets=chosen,
+                scores=tf.cast(scores, tf.float32),
+                outputs=outputs,
+                score_fn=score_fn,
+                target_arg=target_arg,
+            )
+            for act, grad in zip(acts, grads)
+        ]
 
     def compute(self, ctx: Context) -> tf.Tensor:
         """``[N, *S]`` raw map of the method (after its ReLU, unscaled). Stores the weights."""
@@ -211,16 +283,25 @@ class Explainer:
 
     def _step_fn(self, score_fn):
         def step(inputs, target_arg):
-            ctx = self.gradients_and_activations(inputs, score_fn, target_arg)
-            raw = tf.cast(self.compute(ctx), tf.float32)
-            size = tf.shape(inputs[self._spatial_input])[1: 1 + raw.shape.rank - 1]
-            heat = resize.scale_by_max(resize.upsample(raw, size))
+            if len(self.layer_refs) > 1:
+                # Fusion: each layer's map upsampled to the input, then one map at the input's
+                # resolution (per-layer extras such as weights differ in size: not returned).
+                ctxs = self.layer_contexts(inputs, score_fn, target_arg)
+                ctx, extras = ctxs[0], {}
+                raw = tf.cast(self.fuse([self.heatmap(c, self.compute(c)) for c in ctxs]),
+                              tf.float32)
+                full = raw
+            else:
+                ctx = self.gradients_and_activations(inputs, score_fn, target_arg)
+                raw = tf.cast(self.compute(ctx), tf.float32)
+                full, extras = self.heatmap(ctx, raw), ctx.extras
+            heat = resize.scale_by_max(tf.cast(full, tf.float32))
             return {
                 "heatmaps": heat,
                 "raw": raw,
                 "targets": ctx.targets,
                 "scores": ctx.scores,
-                **{k: tf.cast(v, tf.float32) for k, v in ctx.extras.items()},
+                **{k: tf.cast(v, tf.float32) for k, v in extras.items()},
             }
 
         return tf.function(
@@ -289,7 +370,7 @@ class Explainer:
             weights=merged.pop("weights", None),
             extras=merged,
             method=self.name,
-            layer=self.layer_ref.path,
+            layer=", ".join(ref.path for ref in self.layer_refs),
         )
 
     def explain_batch(self, inputs: list, target_arg: tf.Tensor, score_fn=None) -> dict:
@@ -298,7 +379,46 @@ class Explainer:
         return self._step_for(score_fn)(inputs, target_arg)
 
     # ----------------------------------------------------------------- input checks
+    def _resolve_layers(self, model: keras.Model, layer: Any) -> tuple[layers.LayerRef, ...]:
+        """``layer`` (or, for a method that fuses layers, a list of them) as layer references."""
+        if not isinstance(layer, (list, tuple)):
+            return (layers.resolve_layer(model, layer),)
+        refs = tuple(layers.resolve_layer(model, lyr) for lyr in layer)
+        name = type(self).__name__
+        if not refs:
+            raise ValueError(f"layer is an empty {type(layer).__name__}: name at least one layer.")
+        if len(refs) > 1 and type(self).fuse is Explainer.fuse:
+            raise ValueError(
+                f"{name} explains one layer; got {len(refs)}: {[r.path for r in refs]}. Pass one "
+                "(tfg.LayerCAM fuses several layers)."
+            )
+        if len({id(r.layer) for r in refs}) < len(refs):
+            raise ValueError(f"layer lists a layer twice: {[r.path for r in refs]}.")
+        if len({r.spatial_rank for r in refs}) > 1:
+            raise ValueError(
+                f"Fused layers need the same number of spatial axes; got "
+                f"{ {r.path: r.shape for r in refs} }."
+            )
+        for outer in refs:
+            for inner in refs:
+                if inner is not outer and graph.is_graph_model(outer.layer) and graph.contains(
+                        outer.layer, inner.layer):
+                    raise ValueError(
+                        f"Layer {inner.path!r} lies inside the fused model {outer.path!r}: list "
+                        f"that model's last layer instead of {outer.path!r}."
+                    )
+        return refs
+
     def _find_spatial_input(self) -> int:
+        if self.layer_ref is None:
+            for i, spec in enumerate(self._input_specs):
+                if spec.shape.rank in layers.SPATIAL_RANKS:
+                    return i
+            raise ValueError(
+                f"{type(self).__name__} draws its map over an input with spatial axes "
+                "([N, T, C], [N, H, W, C] or [N, D, H, W, C]); model "
+                f"{self.model.name!r} has inputs of shapes {[tuple(s.shape) for s in self._input_specs]}."
+            )
         s = self.layer_ref.spatial_rank
         for i, spec in enumerate(self._input_specs):
             if spec.shape.rank >= s + 1:
@@ -364,6 +484,19 @@ def _watched(tape: tf.GradientTape) -> Callable[[tf.Tensor], tf.Tensor]:
         return x
 
     return watch
+
+
+def _capturing(store: list, watch: Callable[[tf.Tensor], tf.Tensor] | None) -> Callable:
+    """An override that records (and, with ``watch``, watches) a layer's output."""
+
+    def capture(call, *args, **kwargs):
+        out = call(*args, **kwargs)
+        if watch is not None:
+            out = watch(out)
+        store.append(out)
+        return out
+
+    return capture
 
 
 def _check_batch_size(batch_size: int | None) -> int:

@@ -19,9 +19,11 @@ inside a ``tf.function``.
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Mapping
 
 import keras
+from keras import tree
 
 # An override receives the layer's own (inference-mode) call and the call's arguments.
 Override = Callable[..., Any]
@@ -152,3 +154,55 @@ def without_activation(layer: keras.layers.Layer) -> keras.layers.Layer:
     twin = copy.copy(layer)
     object.__setattr__(twin, "activation", keras.activations.linear)
     return twin
+
+
+class Value:
+    """A placeholder for one tensor flowing through :func:`trace`: compared by identity."""
+
+    __slots__ = ()
+
+
+@dataclass(frozen=True)
+class Call:
+    """One layer call seen by :func:`trace`: the values it consumed and produced."""
+
+    layer: keras.layers.Layer
+    inputs: tuple
+    outputs: tuple
+
+
+def trace(model: keras.Model) -> tuple[list[Call], list[Value]]:
+    """The dataflow of ``model`` across nested models: every call, and the model's output values.
+
+    A nested model passes its arguments to its inner layers and returns their outputs as the
+    very same :class:`Value` objects, so a layer feeding a pooling layer that lives one model
+    further out (``Sequential([backbone, GlobalAveragePooling2D(), Dense(...)])``) is found as
+    easily as in a flat model. Each nested model's own call is listed after its inner calls.
+    Nothing is computed: placeholders flow instead of tensors, and the model is not touched.
+    """
+
+    calls: list[Call] = []
+
+    def run_graph(m: keras.Model, args: Any) -> Any:
+        g = graph_of(m)
+        if isinstance(args, dict):
+            args = [args[t.name] for t in g.inputs]
+
+        def operation_fn(op):
+            def call(*a, **kw):
+                consumed = tuple(v for v in tree.flatten((a, kw)) if isinstance(v, Value))
+                if is_graph_model(op):
+                    out = run_graph(op, a[0] if len(a) == 1 else list(a))
+                else:
+                    nodes = getattr(op, "_inbound_nodes", None) or []
+                    n_out = len(nodes[0].outputs) if nodes else 1
+                    out = Value() if n_out == 1 else [Value() for _ in range(n_out)]
+                calls.append(Call(op, consumed, tuple(tree.flatten(out))))
+                return out
+
+            return call
+
+        return g._run_through_graph(tree.flatten(args), operation_fn=operation_fn)
+
+    outputs = run_graph(model, [Value() for _ in graph_of(model).inputs])
+    return calls, list(tree.flatten(outputs))

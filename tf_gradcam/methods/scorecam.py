@@ -1,0 +1,119 @@
+"""Score-CAM (Wang et al., CVPR Workshops 2020, arXiv:1910.01279)."""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from tf_gradcam.core import graph, perturb, resize
+from tf_gradcam.core import targets as targets_lib
+from tf_gradcam.core.engine import Context, Explainer
+
+
+class ScoreCAM(Explainer):
+    r"""Score-CAM: each channel weighted by the score of the input masked with its own map.
+
+    .. math::
+        H^k = s\big(\mathrm{Up}(A^k)\big), \quad
+        s(M) = \frac{M - \min M}{\max M - \min M}, \qquad
+        w_k^c = f^c(X \circ H^k) \;[\,- f^c(X_b)\,], \qquad
+        L^c = \mathrm{ReLU}\Big(\sum_k w_k^c A^k\Big)
+
+    ``Up`` is the bilinear upsampling to the input's spatial size; a constant map (``max = min``,
+    e.g. a dead channel) gives an all-zero mask, never NaN. ``X \circ H^k`` multiplies every
+    channel of the input by the mask; for a model with several inputs only the input with the
+    spatial axes is masked, the others are passed unchanged.
+
+    The score ``f^c`` is, as in the paper, a probability:
+
+    * class targets, ``score="logits"`` (default): ``softmax(z)[c]`` of the model's logits ``z``
+      (the pre-softmax scores, computed in-graph: no ``exp`` overflow). A model whose output is a
+      sigmoid, or a single logit ``[N, 1]``, gets ``sigmoid(z_c)`` instead: a softmax over one
+      logit is always 1, and over independent sigmoid logits it is not their probability;
+    * class targets, ``score="probabilities"``: the model's own output ``[c]`` as it is (for a
+      model ending in a softmax, the same probability; for a sigmoid head, the sigmoid's);
+    * a callable target: the callable's value on the masked input's outputs. It must score
+      each row of the outputs on its own: its rows are masked copies of different images.
+
+    ``baseline=True`` gives the paper's Channel-wise Increase of Confidence,
+    ``w_k^c = f^c(X \circ H^k) - f^c(X_b)``, with the baseline ``X_b = X \circ 0``: the spatial
+    input all zero (other inputs unchanged), scored the same way. It subtracts one constant per
+    image, so a constant activation map then gets weight exactly 0.
+
+    ``Explanation.scores`` stays the engine's score of the unmasked input (the logit under
+    ``score="logits"``); the weights are in ``Explanation.weights``.
+
+    Args:
+        batch_size: masked inputs per forward pass. The ``N * K`` masked inputs are made and
+            scored this many at a time inside the compiled step, so memory is bounded by it,
+            not by the number of channels (2048 for ResNet50).
+        baseline: subtract the baseline's score (CIC) from every weight.
+    """
+
+    name = "scorecam"
+    uses_gradients = False
+
+    def __init__(self, model, layer=None, *, batch_size: int = perturb.DEFAULT_CHUNK,
+                 baseline: bool = False, **options) -> None:
+        super().__init__(model, layer, **options)
+        self.batch_size = perturb.check_chunk(batch_size)
+        self.baseline = bool(baseline)
+        self._to_probability = _probability_of_logits(model)
+
+    def channel_weights(self, ctx: Context) -> tf.Tensor:
+        acts = ctx.activations
+        rank = acts.shape.rank
+        channels = perturb.static_channels(acts, self.layer_ref.path)
+        per_map = tf.transpose(acts, [0, rank - 1] + list(range(1, rank - 1)))  # [N, K, *S]
+        x_at = self._spatial_input
+        size = tf.shape(ctx.inputs[x_at])[1: rank - 1]
+
+        def masked_scores(images, ks):
+            maps = tf.gather_nd(per_map, tf.stack([images, ks], axis=1))  # [B, *S]
+            masks = _min_max(resize.upsample(maps, size))  # [B, *input spatial] in [0, 1]
+            inputs = [tf.gather(x, images) for x in ctx.inputs]
+            inputs[x_at] = _mask(inputs[x_at], masks)
+            return self._probability(inputs, ctx, images)
+
+        weights = perturb.per_channel(masked_scores, tf.shape(acts)[0], channels, self.batch_size)
+        if self.baseline:
+            inputs = list(ctx.inputs)
+            inputs[x_at] = tf.zeros_like(inputs[x_at])
+            base = self._probability(inputs, ctx, tf.range(tf.shape(acts)[0]))
+            weights = weights - base[:, None]
+        return weights
+
+    def _probability(self, inputs: list, ctx: Context, images: tf.Tensor) -> tf.Tensor:
+        """``[M]`` Score-CAM scores of ``inputs``; row ``i`` explains sample ``images[i]``."""
+        _, outputs = self.forward(inputs)
+        if ctx.score_fn is None and self.score == "logits":
+            outputs = self._to_probability(tf.cast(outputs, tf.float32))
+        return self._select_like(outputs, ctx, images)
+
+
+def _probability_of_logits(model: keras.Model):
+    """Softmax over the classes, or an elementwise sigmoid for a sigmoid (or one-logit) output."""
+    squashing = targets_lib.logit_overrides(model)
+    sigmoid = [
+        getattr(getattr(layer, "activation", None), "__name__", "") == "sigmoid"
+        for _, layer, _ in graph.walk(model) if id(layer) in squashing
+    ]
+    if (sigmoid and all(sigmoid)) or (not sigmoid and targets_lib.output_classes(model) == 1):
+        return tf.math.sigmoid
+    return lambda logits: tf.nn.softmax(logits, axis=-1)
+
+
+def _min_max(maps: tf.Tensor) -> tf.Tensor:
+    """Each map of ``[B, *S]`` scaled into ``[0, 1]`` by its min and max; a constant map gives 0."""
+    axes = list(range(1, maps.shape.rank))
+    lo = tf.reduce_min(maps, axis=axes, keepdims=True)
+    span = tf.reduce_max(maps, axis=axes, keepdims=True) - lo
+    safe = tf.where(span > 0, span, tf.ones_like(span))
+    return tf.where(span > 0, (maps - lo) / safe, tf.zeros_like(maps))
+
+
+def _mask(x: tf.Tensor, masks: tf.Tensor) -> tf.Tensor:
+    """``x [B, *S, ...]`` times ``masks [B, *S]``, broadcast over the trailing (channel) axes."""
+    extra = x.shape.rank - masks.shape.rank
+    masks = tf.reshape(masks, tf.concat([tf.shape(masks), tf.ones([extra], tf.int32)], axis=0))
+    return tf.cast(tf.cast(x, tf.float32) * masks, x.dtype)
