@@ -226,3 +226,24 @@ def test_guided_backprop_explains_the_input_not_a_layer(cnn):
     flat = keras.Sequential([keras.Input((5,)), L.Dense(3, activation="relu"), L.Dense(2)])
     with pytest.raises(ValueError, match="input with spatial axes"):
         GuidedBackprop(flat)
+
+
+def test_guided_gradcam_through_a_nested_backbone_target(rng):
+    """The default layer of a Sequential around a backbone is the backbone itself: its ReLUs must
+    still be guided (they run inside the captured call)."""
+    keras.utils.set_random_seed(5)
+    backbone = keras.Sequential([
+        keras.Input((8, 8, 2)),
+        L.Conv2D(4, 3, padding="same", activation="relu", name="c1"),
+        L.Conv2D(4, 3, padding="same", activation="relu", name="c2"),
+    ], name="backbone")
+    model = keras.Sequential([keras.Input((8, 8, 2)), backbone, L.Flatten(), L.Dense(3)])
+    x = rng.normal(size=(3, 8, 8, 2)).astype(np.float32)
+    by_model = GuidedGradCAM(model, "backbone")(x, [0, 1, 2])
+    by_leaf = GuidedGradCAM(model, "backbone/c2")(x, [0, 1, 2])
+    np.testing.assert_allclose(by_model.extras["gradients"], by_leaf.extras["gradients"],
+                               rtol=1e-5, atol=1e-7)
+    guided = GuidedBackprop(model)(x, [0, 1, 2]).extras["gradients"]
+    cam = tfg.GradCAM(model, "backbone")(x, [0, 1, 2]).heatmaps
+    np.testing.assert_allclose(by_model.extras["gradients"], guided * cam[..., None],
+                               rtol=1e-4, atol=1e-6)

@@ -30,6 +30,10 @@ from tf_gradcam.core import graph, layers, resize, targets as targets_lib
 from tf_gradcam.explanation import Explanation
 
 DEFAULT_BATCH_SIZE = 32
+# Distinct callables kept compiled per explainer; older ones are dropped (pass the same callable
+# object again to reuse its compiled step).
+MAX_CALLABLE_STEPS = 8
+_CALLABLE_LENGTH_MESSAGE = "tf_gradcam: the targets callable must return one score per sample"
 
 
 @dataclass
@@ -110,6 +114,7 @@ class Explainer:
             layers.check_built(model)
             self.layer_refs = ()
             self.layer_ref = None
+        _refuse_channels_first(model)
         self.score = score
         self.jit_compile = bool(jit_compile)
         self.counterfactual = bool(counterfactual)
@@ -119,10 +124,11 @@ class Explainer:
             tf.TensorSpec((None,) + tuple(t.shape[1:]), t.dtype, name=f"input_{i}")
             for i, t in enumerate(graph.graph_of(model).inputs)
         ]
-        self._input_names = [t.name for t in graph.graph_of(model).inputs]
+        self._input_names = graph.input_names(model)
         self.num_classes = targets_lib.output_classes(model)
         self._spatial_input = self._find_spatial_input()
-        self._steps: dict[Any, tf.types.experimental.PolymorphicFunction] = {}
+        self._steps: dict[Any, tuple] = {}
+        self._retired_traces = 0
 
     # ----------------------------------------------------------------- method hooks
     def channel_weights(self, ctx: Context) -> tf.Tensor | None:
@@ -166,8 +172,15 @@ class Explainer:
         """
         all_overrides = {**self._score_overrides, **(overrides or {})}
         captured = []
+        descend = graph.models_containing(self.model, set(all_overrides) | {id(self.layer)})
         if self.layer_ref is not None:
             inner = all_overrides.get(id(self.layer))
+            if inner is None and id(self.layer) in descend:
+                # The target is a nested model holding overridden layers (guided ReLUs): run its
+                # inside with them rather than as one plain call.
+                def inner(call, *args, _model=self.layer, **kwargs):
+                    return graph.run(_model, args[0] if len(args) == 1 else list(args),
+                                     all_overrides, descend=descend)
 
             def capture(call, *args, **kwargs):
                 out = inner(call, *args, **kwargs) if inner is not None else call(*args, **kwargs)
@@ -177,14 +190,14 @@ class Explainer:
                 return out
 
             all_overrides[id(self.layer)] = capture
-        descend = graph.models_containing(self.model, set(all_overrides))
         outputs = graph.run(self.model, list(inputs), all_overrides, descend=descend)
         if self.layer_ref is None:
             return None, outputs
         if len(captured) != 1:
             raise ValueError(
                 f"Layer {self.layer_ref.path!r} is called {len(captured)} times in the model (a "
-                "shared layer); pick a layer that runs once per forward pass."
+                "shared layer or backbone, as in a siamese network); pick a layer that runs once "
+                "per forward pass, or explain the shared model on its own: tfg.GradCAM(backbone)."
             )
         return captured[0], outputs
 
@@ -197,6 +210,16 @@ class Explainer:
                     f"The targets callable must return one score per sample, shape [N]; it "
                     f"returned shape {scores.shape}. Reduce it, e.g. with tf.reduce_sum(..., axis=...)."
                 )
+            if not scores.dtype.is_floating:
+                raise ValueError(
+                    f"The targets callable returned {scores.dtype.name} values; it must return a "
+                    "differentiable float score per sample (e.g. a logit), not a class index."
+                )
+            batch = tf.shape(tf.nest.flatten(outputs)[0])[0]
+            check = tf.debugging.assert_equal(
+                tf.shape(scores)[0], batch, message=_CALLABLE_LENGTH_MESSAGE)
+            with tf.control_dependencies([check]):
+                scores = tf.identity(scores)
             return scores, tf.fill(tf.shape(scores), tf.constant(-1, tf.int32))
         logits = outputs
         top = tf.argmax(logits, axis=-1, output_type=tf.int32)
@@ -283,6 +306,12 @@ class Explainer:
 
     def _step_fn(self, score_fn):
         def step(inputs, target_arg):
+            # Keras layers open name scopes named after themselves; TensorFlow refuses a root
+            # scope that starts with "_", so give them a parent (model.predict does the same).
+            with tf.name_scope("tf_gradcam"):
+                return body(inputs, target_arg)
+
+        def body(inputs, target_arg):
             if len(self.layer_refs) > 1:
                 # Fusion: each layer's map upsampled to the input, then one map at the input's
                 # resolution (per-layer extras such as weights differ in size: not returned).
@@ -318,13 +347,17 @@ class Explainer:
         # part of the graph). The batch axis is unknown in the signature: no retrace per size.
         key = None if score_fn is None else id(score_fn)
         if key not in self._steps:
+            callables = [k for k in self._steps if k is not None]
+            if key is not None and len(callables) >= MAX_CALLABLE_STEPS:
+                self._retired_traces += self._steps.pop(callables[0])[0].experimental_get_tracing_count()
             self._steps[key] = (self._step_fn(score_fn), score_fn)
         return self._steps[key][0]
 
     @property
     def trace_count(self) -> int:
         """How many times the compiled steps have been traced (for tests and diagnostics)."""
-        return sum(fn.experimental_get_tracing_count() for fn, _ in self._steps.values())
+        live = sum(fn.experimental_get_tracing_count() for fn, _ in self._steps.values())
+        return live + self._retired_traces
 
     # ----------------------------------------------------------------- the call
     def __call__(
@@ -338,7 +371,8 @@ class Explainer:
 
         Args:
             inputs: ``[N, *input_shape]`` array (a list or dict of arrays for several inputs), or
-                a ``tf.data.Dataset`` yielding batches (``x`` or ``(x, y, ...)``).
+                a ``tf.data.Dataset`` yielding batches (``x`` or ``(x, y, ...)``), read whole
+                into memory (``tfg.explain_dataset`` streams large ones).
             targets: ``None`` (each sample's top class), an int (one class for all), ``N`` ints,
                 or a callable ``f(outputs) -> [N]`` scores; ``outputs`` are the logits (under
                 ``score="logits"``) or the model's outputs.
@@ -359,7 +393,16 @@ class Explainer:
             chunk = [tf.convert_to_tensor(x[start: start + bs]) for x in xs]
             arg = chosen[start: start + bs] if score_fn is None else np.zeros(
                 len(chunk[0]), np.int32)
-            out = step(chunk, tf.convert_to_tensor(arg, tf.int32))
+            try:
+                out = step(chunk, tf.convert_to_tensor(arg, tf.int32))
+            except tf.errors.InvalidArgumentError as err:
+                if _CALLABLE_LENGTH_MESSAGE not in str(err):
+                    raise
+                raise ValueError(
+                    f"The targets callable must return one score per sample ([{len(chunk[0])}] "
+                    "for this batch), not a reduced or differently sized tensor: e.g. "
+                    "lambda logits: logits[:, 3], not tf.reduce_sum(logits[:, 3])."
+                ) from None
             parts.append({k: v.numpy() for k, v in out.items()})
         merged = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
         return Explanation(
@@ -419,19 +462,27 @@ class Explainer:
                 "([N, T, C], [N, H, W, C] or [N, D, H, W, C]); model "
                 f"{self.model.name!r} has inputs of shapes {[tuple(s.shape) for s in self._input_specs]}."
             )
+        # The map is drawn over an input the layer actually depends on, with the same spatial
+        # axes plus channels ([N, H, W, C] for a 2D layer), or token ids ([N, T]) under a 1D one.
         s = self.layer_ref.spatial_rank
-        for i, spec in enumerate(self._input_specs):
-            if spec.shape.rank >= s + 1:
+        feeding = graph.input_ancestors(self.model, self.layer) or range(len(self._input_specs))
+        for i in feeding:
+            if self._input_specs[i].shape.rank == s + 2:
+                return i
+        for i in feeding:
+            spec = self._input_specs[i]
+            if spec.shape.rank == s + 1 and (spec.dtype.is_integer or s == 1):
                 return i
         raise ValueError(
-            f"No model input has the {s} spatial axes of layer {self.layer_ref.path!r} to draw "
-            "the map over."
+            f"Layer {self.layer_ref.path!r} has {s} spatial axes, but no model input it depends "
+            f"on has them (inputs: {[tuple(sp.shape) for sp in self._input_specs]}); there is "
+            "no image to draw its map over. Choose a layer computed from the spatial input."
         )
 
     def _prepare_inputs(self, inputs: Any) -> list[np.ndarray]:
         """Validate and convert ``inputs`` into one array per model input, cast to its dtype."""
         if isinstance(inputs, tf.data.Dataset):
-            inputs = _collect_dataset(inputs, len(self._input_specs))
+            inputs = _collect_dataset(inputs, len(self._input_specs), self._input_specs)
         if isinstance(inputs, dict):
             missing = [k for k in self._input_names if k not in inputs]
             if missing:
@@ -478,6 +529,18 @@ class Explainer:
         return arrays
 
 
+def _refuse_channels_first(model: keras.Model) -> None:
+    # Maps, upsampling and masks all read the spatial axes as [N, *S, C]; a channels_first
+    # layer would be explained along the wrong axes without any error.
+    for path, layer, _ in graph.walk(model):
+        if getattr(layer, "data_format", None) == "channels_first":
+            raise ValueError(
+                f"Layer {path!r} uses data_format='channels_first'; tf_gradcam reads activations "
+                "as channels last ([N, *spatial, C]). Rebuild the model channels_last (the "
+                "TensorFlow default; weights transfer unchanged for Conv layers)."
+            )
+
+
 def _watched(tape: tf.GradientTape) -> Callable[[tf.Tensor], tf.Tensor]:
     def watch(x):
         tape.watch(x)
@@ -507,11 +570,18 @@ def _check_batch_size(batch_size: int | None) -> int:
     return int(batch_size)
 
 
-def _collect_dataset(dataset: tf.data.Dataset, n_inputs: int) -> Any:
+def _collect_dataset(dataset: tf.data.Dataset, n_inputs: int, specs: list) -> Any:
     """Concatenate a dataset's input batches; ``(x, y[, w])`` elements give ``x`` (Keras' rule)."""
     batches = []
     for element in dataset:
         batches.append(dataset_inputs(element, n_inputs))
+        if len(batches) == 1 and not isinstance(batches[0], (dict, list, tuple)) and (
+                len(specs[0].shape) == np.ndim(batches[0]) + 1):
+            raise ValueError(
+                f"The dataset yields single samples of shape {tuple(np.shape(batches[0]))}; "
+                "batch it first: dataset.batch(32). (For large datasets, "
+                "tfg.explain_dataset streams them with bounded memory.)"
+            )
     if not batches:
         raise ValueError("The dataset is empty: nothing to explain.")
     if isinstance(batches[0], dict):

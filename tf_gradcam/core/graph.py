@@ -128,11 +128,46 @@ def run(
 
     if isinstance(inputs, (list, tuple)) and len(inputs) == 1 and len(graph.inputs) == 1:
         inputs = inputs[0]  # Keras warns when a single input arrives wrapped in a list
+    elif isinstance(graph._inputs_struct, dict) and isinstance(inputs, (list, tuple)):
+        # A dict-input model wants its dict back (keys in flattened, i.e. sorted, order).
+        inputs = tree.pack_sequence_as(graph._inputs_struct, list(inputs))
     flat = graph._standardize_inputs(inputs)
     outputs = graph._run_through_graph(flat, operation_fn=operation_fn)
     if isinstance(outputs, (list, tuple)) and len(outputs) == 1:
         return outputs[0]
     return outputs
+
+
+def input_names(model: keras.Model) -> list[str]:
+    """A name per model input, in the order of ``model.inputs``: the dict key for a model built
+    on a dict of inputs (what users pass), else the input tensor's name."""
+    g = graph_of(model)
+    if isinstance(g._inputs_struct, dict):
+        return [str(path[0]) for path, _ in tree.flatten_with_path(g._inputs_struct)]
+    return [t.name for t in g.inputs]
+
+
+def input_ancestors(model: keras.Model, layer: keras.layers.Layer) -> list[int]:
+    """Indices into ``model.inputs`` of the inputs that ``layer``'s output depends on."""
+    calls, _, roots = trace(model)
+    producer = {id(v): c for c in calls for v in c.outputs}
+    found: set[int] = set()
+    for call in calls:
+        if call.layer is not layer:
+            continue
+        stack = list(call.inputs)
+        seen: set[int] = set()
+        while stack:
+            value = stack.pop()
+            if id(value) in seen:
+                continue
+            seen.add(id(value))
+            if id(value) in producer:
+                stack.extend(producer[id(value)].inputs)
+            for i, root in enumerate(roots):
+                if value is root:
+                    found.add(i)
+    return sorted(found)
 
 
 def models_containing(model: keras.Model, layer_ids: set[int]) -> frozenset[int]:
@@ -171,8 +206,9 @@ class Call:
     outputs: tuple
 
 
-def trace(model: keras.Model) -> tuple[list[Call], list[Value]]:
-    """The dataflow of ``model`` across nested models: every call, and the model's output values.
+def trace(model: keras.Model) -> tuple[list[Call], list[Value], list[Value]]:
+    """The dataflow of ``model`` across nested models: every call, the model's output values and
+    its input values (one per ``model.inputs``).
 
     A nested model passes its arguments to its inner layers and returns their outputs as the
     very same :class:`Value` objects, so a layer feeding a pooling layer that lives one model
@@ -204,5 +240,6 @@ def trace(model: keras.Model) -> tuple[list[Call], list[Value]]:
 
         return g._run_through_graph(tree.flatten(args), operation_fn=operation_fn)
 
-    outputs = run_graph(model, [Value() for _ in graph_of(model).inputs])
-    return calls, list(tree.flatten(outputs))
+    roots = [Value() for _ in graph_of(model).inputs]
+    outputs = run_graph(model, roots)
+    return calls, list(tree.flatten(outputs)), roots

@@ -24,6 +24,12 @@ def _is_squashing(activation: Any) -> bool:
     return name in ("softmax", "sigmoid")
 
 
+def _is_squashing_op(op: Any) -> bool:
+    """``keras.ops.softmax`` / ``keras.ops.sigmoid`` applied in a functional graph (an Operation,
+    not a Layer). A softmax hidden in a ``Lambda`` cannot be seen: use a Softmax layer."""
+    return not isinstance(op, keras.layers.Layer) and type(op).__name__ in ("Softmax", "Sigmoid")
+
+
 def logit_overrides(model: keras.Model) -> dict[int, graph.Override]:
     """Overrides that make each model output its pre-softmax (or pre-sigmoid) scores.
 
@@ -48,7 +54,7 @@ def logit_overrides(model: keras.Model) -> dict[int, graph.Override]:
             activation = getattr(op, "activation", None)
             if isinstance(op, keras.layers.Softmax) or (
                 isinstance(op, keras.layers.Activation) and _is_squashing(activation)
-            ):
+            ) or _is_squashing_op(op):
                 # A bare softmax layer: its input is the logits.
                 overrides[id(op)] = lambda call, x, *args, **kwargs: x
             elif _is_squashing(activation):

@@ -39,7 +39,7 @@ def find_heads(model: keras.Model) -> list[Head]:
     pooling layer in the outer model, or a whole ``keras.applications`` classifier nested in a
     ``Sequential``), in execution order.
     """
-    calls, outputs = graph.trace(model)
+    calls, outputs, _ = graph.trace(model)
     consumers: dict[int, list[graph.Call]] = {}
     producers: dict[int, list[keras.layers.Layer]] = {}
     for call in calls:

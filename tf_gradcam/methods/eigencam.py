@@ -23,7 +23,8 @@ class EigenCAM(Explainer):
     to make the map correlate positively with the mean activation over channels (the map then
     shows where the layer is active, not where it is not). ``center=False`` projects the
     uncentred :math:`A`, as written in the Eigen-CAM paper; for non-negative (post-ReLU)
-    activations that map is close to the mean activation over channels.
+    activations that map is close to the mean activation over channels. A layer with a single
+    position (a 1x1 map) is never centred: centring would leave nothing.
 
     Class-agnostic and gradient-free: ``targets`` only choose the reported score; there is no
     ``counterfactual`` form.
@@ -42,7 +43,9 @@ class EigenCAM(Explainer):
     def combine(self, ctx: Context, weights: None) -> tf.Tensor:
         shape = tf.shape(ctx.activations)
         acts = tf.reshape(ctx.activations, tf.stack([shape[0], -1, shape[-1]]))  # [N, S, K]
-        matrix = acts - tf.reduce_mean(acts, axis=1, keepdims=True) if self.center else acts
+        # One position has nothing to centre on (the centred matrix is zero): project it as is.
+        center = self.center and acts.shape[1] != 1
+        matrix = acts - tf.reduce_mean(acts, axis=1, keepdims=True) if center else acts
         _, _, v = tf.linalg.svd(matrix, full_matrices=False)  # v: [N, K, min(S, K)]
         projection = tf.einsum("nsk,nk->ns", matrix, v[:, :, 0])
         mean = tf.reduce_mean(acts, axis=-1)  # [N, S]

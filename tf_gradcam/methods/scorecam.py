@@ -56,6 +56,14 @@ class ScoreCAM(Explainer):
     def __init__(self, model, layer=None, *, batch_size: int = perturb.DEFAULT_CHUNK,
                  baseline: bool = False, **options) -> None:
         super().__init__(model, layer, **options)
+        spec = self._input_specs[self._spatial_input]
+        if not spec.dtype.is_floating:
+            # Scaling token ids by a mask turns them into other tokens, not a weaker signal.
+            raise ValueError(
+                f"Score-CAM masks the input by multiplying it, but input {spec.name!r} holds "
+                f"{spec.dtype.name} values (token ids?). Explain a float input, e.g. a model "
+                "that starts at the embedding output, or use a gradient method."
+            )
         self.batch_size = perturb.check_chunk(batch_size)
         self.baseline = bool(baseline)
         self._to_probability = _probability_of_logits(model)
