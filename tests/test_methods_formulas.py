@@ -524,3 +524,13 @@ def test_names_and_exports():
                 tfg.EigenCAM):
         assert tfg.METHODS[cls.name] is cls
     assert not tfg.CAM.uses_gradients and not tfg.EigenCAM.uses_gradients
+
+
+def test_eigencam_on_a_single_position_is_not_empty(rng):
+    """Centring a 1x1 map leaves zero; Eigen-CAM then projects the uncentred activations."""
+    inp = keras.Input((3, 3, 1))
+    a = keras.layers.Conv2D(4, 3, activation="relu", bias_initializer="ones", name="one")(inp)
+    model = keras.Model(inp, keras.layers.Dense(2)(keras.layers.Flatten()(a)))
+    res = tfg.EigenCAM(model, "one")(rng.random((2, 3, 3, 1), dtype=np.float32))
+    assert res.raw.shape == (2, 1, 1) and np.all(res.raw > 0)
+    assert np.all(res.heatmaps == 1)

@@ -52,5 +52,8 @@ class EigenCAM(Explainer):
         covariance = tf.reduce_sum(
             (projection - tf.reduce_mean(projection, axis=1, keepdims=True))
             * (mean - tf.reduce_mean(mean, axis=1, keepdims=True)), axis=1, keepdims=True)
-        projection = tf.where(covariance < 0, -projection, projection)
+        # Where the covariance cannot tell (a single position), the plain dot product decides.
+        agreement = tf.where(covariance != 0, covariance,
+                             tf.reduce_sum(projection * mean, axis=1, keepdims=True))
+        projection = tf.where(agreement < 0, -projection, projection)
         return tf.nn.relu(tf.reshape(projection, shape[:-1]))
