@@ -44,7 +44,8 @@ class EigenCAM(Explainer):
         shape = tf.shape(ctx.activations)
         acts = tf.reshape(ctx.activations, tf.stack([shape[0], -1, shape[-1]]))  # [N, S, K]
         # One position has nothing to centre on (the centred matrix is zero): project it as is.
-        center = self.center and acts.shape[1] != 1
+        positions = ctx.activations.shape[1:-1].num_elements()  # static; None if unknown
+        center = self.center and positions != 1
         matrix = acts - tf.reduce_mean(acts, axis=1, keepdims=True) if center else acts
         _, _, v = tf.linalg.svd(matrix, full_matrices=False)  # v: [N, K, min(S, K)]
         projection = tf.einsum("nsk,nk->ns", matrix, v[:, :, 0])
