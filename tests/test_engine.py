@@ -582,3 +582,21 @@ def test_unbatched_dataset_says_batch_it(functional_cnn, rng):
     ds = tf.data.Dataset.from_tensor_slices(rng.random((4, 12, 12, 3), dtype=np.float32))
     with pytest.raises(ValueError, match=r"single samples.*\.batch\("):
         tfg.GradCAM(functional_cnn, "last_conv")(ds)
+
+
+def test_explainer_follows_weight_updates_under_a_softmax_head(rng):
+    """The logits of a Dense(softmax) head are read from the live weights, not a snapshot taken
+    when the explainer was built (a Keras layer copied by pickling would be one)."""
+    inp = keras.Input((6, 6, 1))
+    a = L.Conv2D(3, 3, activation="relu", name="conv")(inp)
+    head = L.Dense(3, activation="softmax", name="head")
+    model = keras.Model(inp, head(L.Flatten()(a)))
+    x = rng.random((2, 6, 6, 1), dtype=np.float32)
+    explainer = tfg.GradCAM(model, "conv")
+    before = explainer(x, 1)
+    head.kernel.assign(head.kernel * -2.0 + 0.5)
+    after = explainer(x, 1)
+    fresh = tfg.GradCAM(model, "conv")(x, 1)
+    np.testing.assert_allclose(after.scores, fresh.scores, rtol=1e-6)
+    np.testing.assert_allclose(after.raw, fresh.raw, rtol=1e-6)
+    assert not np.allclose(after.scores, before.scores)

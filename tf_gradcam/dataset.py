@@ -31,7 +31,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tf_gradcam.core import targets as targets_lib
+from tf_gradcam.core import checks, targets as targets_lib
 from tf_gradcam.core.engine import Explainer, dataset_inputs
 from tf_gradcam.explanation import Explanation
 
@@ -109,10 +109,8 @@ def explain_dataset(
         )
     if verbose not in (0, 1, 2):
         raise ValueError(f"verbose must be 0, 1 or 2, got {verbose!r}.")
-    if steps is not None and (
-        isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1
-    ):
-        raise ValueError(f"steps must be a positive int or None, got {steps!r}.")
+    if steps is not None:
+        checks.positive_int(steps, "steps")
     if keep_in_memory is None:
         keep_in_memory = out_dir is None
     if out_dir is None and not keep_in_memory:
@@ -133,7 +131,7 @@ def explain_dataset(
         out_dir,
         keep_in_memory,
         overwrite,
-        {"method": explainer.name, "layer": _layer_names(explainer)},
+        {"method": explainer.name, "layer": explainer.layer_names},
     )
     bar = keras.utils.Progbar(total, verbose=verbose, unit_name="batch")
     if strategy is None:
@@ -189,25 +187,7 @@ def load_explanations(out_dir: str | os.PathLike, mmap_mode: str | None = "r") -
             f"{n.pop()} samples written.",
             stacklevel=2,
         )
-    extras = {k[len("extra.") :]: v for k, v in arrays.items() if k.startswith("extra.")}
-    return Explanation(
-        heatmaps=arrays["heatmaps"],
-        raw=arrays["raw"],
-        targets=arrays["targets"],
-        scores=arrays["scores"],
-        weights=arrays.get("weights"),
-        extras=extras,
-        method=meta.get("method", ""),
-        layer=meta.get("layer", ""),
-    )
-
-
-def _layer_names(explainer: Explainer) -> str:
-    """The explained layers' paths, as the explainer's own Explanation names them."""
-    refs = getattr(explainer, "layer_refs", None)
-    if refs is None:
-        refs = () if explainer.layer_ref is None else (explainer.layer_ref,)
-    return ", ".join(ref.path for ref in refs)
+    return _explanation(arrays, meta)
 
 
 # ============================================================================ targets
@@ -282,12 +262,12 @@ def _batch_len(x: Any) -> int:
 
 
 def _single_device(explainer: Explainer, dataset: tf.data.Dataset, mode: Any, score_fn):
-    n_inputs = len(explainer._input_specs)
+    n_inputs = len(explainer.input_specs)
     for element in dataset:
         x, y = _split(element, n_inputs)
         if _batch_len(x) == 0:
             continue
-        xs = explainer._prepare_inputs(x)  # shapes, NaN/inf, dtypes: the explainer's own checks
+        xs = explainer.prepare_inputs(x)  # shapes, NaN/inf, dtypes: the explainer's own checks
         b = len(xs[0])
         if mode == "label":
             arg = targets_lib.normalize(
@@ -304,10 +284,10 @@ def _single_device(explainer: Explainer, dataset: tf.data.Dataset, mode: Any, sc
 
 
 def _distributed(explainer: Explainer, dataset: tf.data.Dataset, strategy, mode: Any, score_fn):
-    n_inputs = len(explainer._input_specs)
+    n_inputs = len(explainer.input_specs)
     specs, names, num_classes = (
-        explainer._input_specs,
-        explainer._input_names,
+        explainer.input_specs,
+        explainer.input_names,
         explainer.num_classes,
     )
 
@@ -337,7 +317,7 @@ def _distributed(explainer: Explainer, dataset: tf.data.Dataset, strategy, mode:
         out = explainer.explain_batch(xs, arg, score_fn)
         return {k: v[:b] for k, v in out.items()}
 
-    explainer._step_for(score_fn)  # build the step once, outside the replica threads
+    explainer.compiled_step(score_fn)  # build the step once, outside the replica threads
     dist = strategy.experimental_distribute_dataset(dataset)
     step = tf.function(
         lambda element: strategy.run(replica_step, args=(element,)),
@@ -466,18 +446,13 @@ class _Sink:
     def result(self) -> Explanation:
         if not self.keep:
             return load_explanations(self.out_dir)
-        arrays = {f: np.concatenate(p) for f, p in self.parts.items()}
-        extras = {k[len("extra.") :]: v for k, v in arrays.items() if k.startswith("extra.")}
-        return Explanation(
-            heatmaps=arrays["heatmaps"],
-            raw=arrays["raw"],
-            targets=arrays["targets"],
-            scores=arrays["scores"],
-            weights=arrays.get("weights"),
-            extras=extras,
-            method=self.meta["method"],
-            layer=self.meta["layer"],
-        )
+        return _explanation({f: np.concatenate(p) for f, p in self.parts.items()}, self.meta)
+
+
+def _explanation(arrays: dict, meta: dict) -> Explanation:
+    """Files are named after the Explanation's fields; a method's extras as ``extra.<name>``."""
+    fields = {k[len("extra."):] if k.startswith("extra.") else k: v for k, v in arrays.items()}
+    return Explanation.from_arrays(fields, method=meta.get("method", ""), layer=meta.get("layer", ""))
 
 
 def _read_meta(out_dir) -> dict | None:

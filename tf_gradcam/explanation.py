@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Mapping
 
 import numpy as np
 
@@ -31,6 +32,24 @@ class Explanation:
     extras: dict = field(default_factory=dict)
     method: str = ""
     layer: str = ""
+
+    @classmethod
+    def from_arrays(cls, arrays: Mapping[str, np.ndarray], *, method: str = "",
+                    layer: str = "") -> "Explanation":
+        """From named arrays: ``heatmaps``, ``raw``, ``targets``, ``scores``, optional
+        ``weights``; every other name becomes an extra. Arrays of the right dtype (memory maps
+        too) are kept, not copied."""
+        fields = dict(arrays)
+        return cls(
+            heatmaps=fields.pop("heatmaps").astype(np.float32, copy=False),
+            raw=fields.pop("raw").astype(np.float32, copy=False),
+            targets=fields.pop("targets").astype(np.int64, copy=False),
+            scores=fields.pop("scores").astype(np.float32, copy=False),
+            weights=fields.pop("weights", None),
+            extras=fields,
+            method=method,
+            layer=layer,
+        )
 
     def __len__(self) -> int:
         return len(self.heatmaps)

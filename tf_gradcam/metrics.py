@@ -47,6 +47,7 @@ import keras
 import numpy as np
 
 from tf_gradcam import localize
+from tf_gradcam.core import checks
 
 __all__ = [
     "PerturbationCurve",
@@ -388,12 +389,7 @@ class _Scorer:
     def __init__(self, model: Callable, apply_softmax: bool | str, batch_size: int) -> None:
         if apply_softmax not in ("auto", True, False):
             raise ValueError(f"apply_softmax must be 'auto', True or False, got {apply_softmax!r}.")
-        if (
-            isinstance(batch_size, bool)
-            or not isinstance(batch_size, (int, np.integer))
-            or batch_size < 1
-        ):
-            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}.")
+        checks.positive_int(batch_size, "batch_size")
         if not callable(model):
             raise TypeError(
                 f"model must be a keras.Model or a callable, got {type(model).__name__}."

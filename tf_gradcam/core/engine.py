@@ -26,7 +26,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tf_gradcam.core import graph, layers, resize, targets as targets_lib
+from tf_gradcam.core import checks, graph, layers, resize, targets as targets_lib
 from tf_gradcam.explanation import Explanation
 
 DEFAULT_BATCH_SIZE = 32
@@ -155,6 +155,30 @@ class Explainer:
     @property
     def layer(self) -> keras.layers.Layer | None:
         return self.layer_ref.layer if self.layer_ref is not None else None
+
+    @property
+    def layer_names(self) -> str:
+        """The explained layers' paths, comma-separated ("" for a method without a layer)."""
+        return ", ".join(ref.path for ref in self.layer_refs)
+
+    @property
+    def input_specs(self) -> list[tf.TensorSpec]:
+        """One ``tf.TensorSpec`` per model input, batch axis unknown."""
+        return list(self._input_specs)
+
+    @property
+    def input_names(self) -> list[str]:
+        """The model inputs' names (dict keys for a dict-input model), in ``model.inputs`` order."""
+        return list(self._input_names)
+
+    @property
+    def spatial_input(self) -> int:
+        """Index of the input the maps are drawn over (and Score-CAM masks)."""
+        return self._spatial_input
+
+    def prepare_inputs(self, inputs: Any) -> list[np.ndarray]:
+        """``inputs`` checked (shape, NaN/inf) and converted into one array per model input."""
+        return self._prepare_inputs(inputs)
 
     def forward(
         self,
@@ -405,21 +429,21 @@ class Explainer:
                 ) from None
             parts.append({k: v.numpy() for k, v in out.items()})
         merged = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-        return Explanation(
-            heatmaps=merged.pop("heatmaps").astype(np.float32),
-            raw=merged.pop("raw").astype(np.float32),
-            targets=merged.pop("targets").astype(np.int64),
-            scores=merged.pop("scores").astype(np.float32),
-            weights=merged.pop("weights", None),
-            extras=merged,
-            method=self.name,
-            layer=", ".join(ref.path for ref in self.layer_refs),
-        )
+        return Explanation.from_arrays(merged, method=self.name, layer=self.layer_names)
 
     def explain_batch(self, inputs: list, target_arg: tf.Tensor, score_fn=None) -> dict:
         """One compiled step on tensors already batched and checked: for callbacks and
-        distributed loops that manage their own batching. Returns tensors."""
-        return self._step_for(score_fn)(inputs, target_arg)
+        distributed loops that manage their own batching. Returns tensors.
+
+        ``inputs``: one ``[B, ...]`` tensor per model input, ``B >= 1`` (TensorFlow's
+        convolutions refuse an empty batch); ``target_arg``: ``[B] int32`` classes, -1 for the
+        top class (ignored when ``score_fn`` is given)."""
+        return self.compiled_step(score_fn)(inputs, target_arg)
+
+    def compiled_step(self, score_fn=None) -> Callable:
+        """The ``tf.function`` that explains one batch: ``step(inputs, target_arg) -> dict``.
+        Built (not yet traced) on first request and reused; one per ``score_fn``."""
+        return self._step_for(score_fn)
 
     # ----------------------------------------------------------------- input checks
     def _resolve_layers(self, model: keras.Model, layer: Any) -> tuple[layers.LayerRef, ...]:
@@ -563,11 +587,7 @@ def _capturing(store: list, watch: Callable[[tf.Tensor], tf.Tensor] | None) -> C
 
 
 def _check_batch_size(batch_size: int | None) -> int:
-    if batch_size is None:
-        return DEFAULT_BATCH_SIZE
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}.")
-    return int(batch_size)
+    return DEFAULT_BATCH_SIZE if batch_size is None else checks.positive_int(batch_size, "batch_size")
 
 
 def _collect_dataset(dataset: tf.data.Dataset, n_inputs: int, specs: list) -> Any:

@@ -18,7 +18,6 @@ inside a ``tf.function``.
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Mapping
 
@@ -182,11 +181,15 @@ def models_containing(model: keras.Model, layer_ids: set[int]) -> frozenset[int]
 def without_activation(layer: keras.layers.Layer) -> keras.layers.Layer:
     """A twin of ``layer`` that shares its weights but applies no activation.
 
-    A shallow copy: the twin's attribute dict points at the very same variables, so it computes
-    what ``layer`` computes before its activation. Only the twin's ``activation`` slot changes;
-    ``object.__setattr__`` keeps Keras' attribute tracker (shared with the original) out of it.
+    A shallow copy of the attribute dict: the twin points at the very same variables, so it
+    computes what ``layer`` computes *now* before its activation, and keeps doing so as training
+    updates them. (``copy.copy`` would not do: Keras layers pickle themselves through
+    ``__reduce__``, a save-and-load that snapshots the weights.) Only the twin's ``activation``
+    slot differs; ``object.__setattr__`` keeps Keras' attribute tracker (shared with the
+    original) out of it.
     """
-    twin = copy.copy(layer)
+    twin = object.__new__(type(layer))
+    object.__setattr__(twin, "__dict__", dict(layer.__dict__))
     object.__setattr__(twin, "activation", keras.activations.linear)
     return twin
 

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from typing import Callable
 
-import numpy as np
 import tensorflow as tf
+
+from tf_gradcam.core import checks
 
 #: Default number of perturbed inputs per forward pass.
 DEFAULT_CHUNK = 32
@@ -20,10 +21,7 @@ DEFAULT_CHUNK = 32
 
 def check_chunk(batch_size: int) -> int:
     """``batch_size`` (perturbed inputs per forward pass) as a positive int, or a ValueError."""
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or (
-            batch_size < 1):
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}.")
-    return int(batch_size)
+    return checks.positive_int(batch_size, "batch_size")
 
 
 def static_channels(activations: tf.Tensor, layer_path: str) -> int:

@@ -1,0 +1,576 @@
+"""Explain while training: a Keras callback that logs heatmaps of fixed probe images."""
+
+from __future__ import annotations
+
+import inspect
+import os
+from collections import defaultdict
+from typing import Any, Callable, Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tf_gradcam.core.engine import Explainer, dataset_inputs
+from tf_gradcam.core.targets import normalize as normalize_targets
+from tf_gradcam.explanation import Explanation
+from tf_gradcam.training import _images
+from tf_gradcam.training.tensorboard import class_label, log_heatmaps
+
+__all__ = ["GradCAMCallback"]
+
+_ANIMATIONS = ("gif", "grid")
+
+
+class GradCAMCallback(keras.callbacks.Callback):
+    """Log heatmaps of fixed probe images as ``model.fit`` runs: to TensorBoard, PNGs, GIFs.
+
+    At the end of every ``every_n_epochs``-th epoch (epochs 0, n, 2n, ... counted from 0, as
+    Keras' ``TensorBoard(histogram_freq=n)`` does) the probes are explained with the model's
+    weights of that moment and one overlay per probe image and class is written as an image
+    summary, at step = the epoch index (the same step Keras' ``TensorBoard`` uses for
+    ``epoch_loss``)::
+
+        gradcam/probe_03/circle            overlay of probe 3 for class "circle"
+        gradcam_heatmap/probe_03/circle    the bare map, grey (log_heatmaps=True)
+        gradcam/grid                       all overlays in one picture (log_grid=True)
+
+    The summaries go to ``log_dir/gradcam`` (``subdir=``), so the callback and
+    ``keras.callbacks.TensorBoard(log_dir)`` (which writes ``log_dir/train`` and
+    ``log_dir/validation``) share one log directory: TensorBoard shows a run ``gradcam``
+    beside ``train`` and ``validation``.
+
+    The explainer is built once, in ``on_train_begin``, and compiles one step for the whole run;
+    each epoch reuses it (``callback.explainer.trace_count`` stays 1). It reads the model's live
+    variables, in inference mode (batch norm uses its moving statistics, dropout is off), draws
+    no random numbers and never touches the optimizer: training is the same, to the bit, with
+    and without the callback. All checks (the layer, the targets, the probes' shape, the
+    colour map) run in ``on_train_begin``, before the first epoch.
+
+    Args:
+        inputs: the probes. An array ``[N, *input_shape]`` (used whole; a list or dict of arrays
+            for a model with several inputs), an ``(x, y)`` tuple (``y`` the labels, sparse
+            ``[N]`` or one-hot ``[N, C]``), or a batched ``tf.data.Dataset`` of ``x`` or
+            ``(x, y[, w])`` from which the first ``max_probes`` samples are taken once, here.
+            Taking them iterates the dataset once: a dataset that reshuffles on every iteration
+            moves on to its next order, so pass a validation set (or arrays) when runs with and
+            without the callback must match.
+        log_dir: the TensorBoard log directory, or ``None`` to write only ``png_dir``.
+        labels: ``[N]`` labels of ``inputs`` (instead of an ``(x, y)`` tuple).
+        targets: the classes to explain. ``None``: each probe's label where labels are given,
+            else its top class at that epoch (tag ending ``top``). An int: that class for all;
+            ``N`` ints: one per probe; an ``[N, k]`` array: ``k`` classes per probe; a callable
+            ``f(outputs) -> [N]`` scores (tag ending ``score``).
+        top_k: explain each probe's ``k`` highest-scoring classes at that epoch, one picture
+            per probe and rank (tag endings ``top_1`` ... ``top_k``). Not with ``targets``.
+        layer: the layer to explain, as the explainers take it (``None``: the last spatial one).
+        method: a method name (``"gradcam"``, ``"gradcam++"``, ... see ``tfg.METHODS``) or an
+            :class:`~tf_gradcam.Explainer` subclass.
+        method_options: keyword arguments of the method's constructor (e.g. ``{"score":
+            "probabilities"}``).
+        every_n_epochs: log after epochs 0, n, 2n, ...
+        every_n_batches: instead of per epoch, log every this many training batches; the step
+            is then the global batch count since ``fit`` began (1-based: batches done), and the
+            PNG folders are ``batch_000120``. Not with ``every_n_epochs``.
+        max_probes: how many samples to take from a dataset.
+        class_names: a name per class index, for tags and file names (default ``class_<i>``).
+        name: the tags' first part (default: the method's name, e.g. ``gradcam``,
+            ``gradcam_plus_plus``).
+        subdir: the folder under ``log_dir`` the summaries go to; ``None`` or ``""``: ``log_dir``.
+        log_heatmaps: also log the bare maps.
+        log_grid: also log all overlays tiled in one picture.
+        colormap, alpha: how the maps are drawn (see :func:`tfg.overlay`).
+        display_images: the pictures to draw the maps on, ``[N, H, W, 3]`` (e.g. the images
+            before normalisation); default the probe inputs (stretched to ``[0, 1]`` per image
+            when they are outside ``[0, 1]`` and ``[0, 255]``).
+        png_dir: also write PNGs, ``png_dir/epoch_003/probe_01_circle.png`` (and
+            ``..._heatmap.png``, ``grid.png``): no TensorBoard needed.
+        animation: ``"gif"``, ``"grid"`` or both (a list): at the end of training write, per
+            probe and class, ``png_dir/probe_01_circle.gif`` (one frame per logged step) and/or
+            ``png_dir/probe_01_circle_epochs.png`` (the frames side by side), each frame
+            captioned with its epoch and class. Needs ``png_dir``. The frames stay in memory
+            until then (N x steps x H x W x 3 bytes).
+        frame_duration_ms: how long each GIF frame shows.
+        batch_size: probe rows per compiled step (default: the explainer's, 32).
+
+    Attributes:
+        explainer: the :class:`~tf_gradcam.Explainer` (after ``on_train_begin``).
+        last_explanation: the :class:`~tf_gradcam.Explanation` logged last.
+        logged_steps: the steps logged so far in this ``fit``.
+
+    Raises:
+        ValueError: at construction for a bad argument; in ``on_train_begin`` (so from ``fit``,
+            before any epoch) for a layer, targets or probes that do not fit the model.
+    """
+
+    def __init__(
+        self,
+        inputs: Any,
+        log_dir: str | os.PathLike | None = None,
+        *,
+        labels: Any = None,
+        targets: Any = None,
+        top_k: int | None = None,
+        layer: str | keras.layers.Layer | None = None,
+        method: str | type[Explainer] = "gradcam",
+        method_options: dict | None = None,
+        every_n_epochs: int = 1,
+        every_n_batches: int | None = None,
+        max_probes: int = 16,
+        class_names: Sequence[str] | None = None,
+        name: str | None = None,
+        subdir: str | None = "gradcam",
+        log_heatmaps: bool = False,
+        log_grid: bool = False,
+        colormap: str = "jet",
+        alpha: float = 0.4,
+        display_images: Any = None,
+        png_dir: str | os.PathLike | None = None,
+        animation: str | Sequence[str] | None = None,
+        frame_duration_ms: int = 500,
+        batch_size: int | None = None,
+    ) -> None:
+        super().__init__()
+        self.every_n_epochs = _positive_int("every_n_epochs", every_n_epochs)
+        self.every_n_batches = (None if every_n_batches is None
+                                else _positive_int("every_n_batches", every_n_batches))
+        if self.every_n_batches is not None and self.every_n_epochs != 1:
+            raise ValueError(
+                f"Give every_n_epochs or every_n_batches, not both (got every_n_epochs="
+                f"{every_n_epochs!r}, every_n_batches={every_n_batches!r})."
+            )
+        self.max_probes = _positive_int("max_probes", max_probes)
+        self.top_k = None if top_k is None else _positive_int("top_k", top_k)
+        if self.top_k is not None and targets is not None:
+            raise ValueError(
+                f"top_k={top_k!r} explains each probe's predicted classes; it cannot be combined "
+                f"with targets={targets!r}. Pass one of them."
+            )
+        self.batch_size = None if batch_size is None else _positive_int("batch_size", batch_size)
+        self.method_class = _method_class(method)
+        if method_options is None:
+            method_options = {}
+        if not isinstance(method_options, dict):
+            raise ValueError(
+                f"method_options must be a dict of keyword arguments, got {method_options!r}."
+            )
+        if "layer" in method_options or "model" in method_options:
+            raise ValueError(
+                f"method_options {sorted(method_options)} may not set 'model' or 'layer': the "
+                "callback's model is explained; pass layer= to the callback."
+            )
+        _check_options(self.method_class, method_options)
+        self.method_options = dict(method_options)
+        one = (str, keras.layers.Layer)
+        several = isinstance(layer, (list, tuple)) and layer and all(
+            isinstance(x, one) for x in layer)
+        if not (layer is None or isinstance(layer, one) or several):
+            raise ValueError(
+                f"layer must be a layer name, a keras layer, a list of them (for a method that "
+                f"fuses layers) or None; got {layer!r}."
+            )
+        self.layer = layer
+        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 <= alpha <= 1:
+            raise ValueError(f"alpha must be a number in [0, 1], got {alpha!r}.")
+        self.alpha = float(alpha)
+        if not (isinstance(colormap, str) or callable(colormap)):
+            raise ValueError(
+                "colormap must be a matplotlib colour map or its name such as 'jet', got "
+                f"{colormap!r}."
+            )
+        self.colormap = colormap
+        if class_names is not None:
+            if isinstance(class_names, str) or not all(isinstance(c, str) for c in class_names):
+                raise ValueError(f"class_names must be a sequence of strings, got {class_names!r}.")
+            class_names = tuple(class_names)
+        self.class_names = class_names
+        if name is None:
+            name = self.method_class.name.replace("+", "_plus")  # gradcam++ -> gradcam_plus_plus
+        self.name = _images.safe_name(name)
+        if log_dir is None and png_dir is None:
+            raise ValueError("Nothing to write to: give log_dir (TensorBoard), png_dir, or both.")
+        self.log_dir = None if log_dir is None else os.fspath(log_dir)
+        self.subdir = subdir or ""
+        self.png_dir = None if png_dir is None else os.fspath(png_dir)
+        self.animation = _animations(animation)
+        if self.animation and self.png_dir is None:
+            raise ValueError(
+                f"animation={animation!r} writes its files into png_dir: give png_dir."
+            )
+        self.frame_duration_ms = _positive_int("frame_duration_ms", frame_duration_ms)
+        self.log_bare_heatmaps = bool(log_heatmaps)
+        self.log_grid = bool(log_grid)
+        if callable(targets) and not isinstance(targets, (np.ndarray, list, tuple)):
+            self._target_fn: Callable | None = targets
+        else:
+            self._target_fn = None
+            if targets is not None and not isinstance(targets, (int, np.integer)):
+                given = targets
+                try:
+                    targets = np.asarray(targets)
+                except ValueError:  # ragged rows
+                    targets = np.asarray(None)
+                if targets.ndim not in (1, 2) or not np.issubdtype(targets.dtype, np.integer):
+                    raise ValueError(
+                        "targets must be None, an int, N ints, an [N, k] array of ints or a "
+                        f"callable; got {given!r}."
+                    )
+            elif isinstance(targets, bool):
+                raise ValueError(f"targets must be a class index, not {targets!r}.")
+        self.targets = targets
+
+        # The probes are taken now, once: a dataset is never iterated again.
+        self._raw_inputs, raw_labels = _take_probes(inputs, self.max_probes)
+        if labels is not None:
+            raw_labels = labels
+        self._n = _count(self._raw_inputs)
+        self._labels = None if raw_labels is None else _sparse_labels(raw_labels, self._n)
+        self._display_source = None if display_images is None else np.asarray(display_images)
+        if self._display_source is not None and len(self._display_source) != self._n:
+            raise ValueError(
+                f"display_images has {len(self._display_source)} pictures for {self._n} probes."
+            )
+
+        self.explainer: Explainer | None = None
+        self.last_explanation: Explanation | None = None
+        self.logged_steps: list[int] = []
+        self._writer = None
+        self._batches_seen = 0
+        self._epoch_base = 0
+        self._frames: dict[tuple[int, str], list[tuple[str, np.ndarray]]] = defaultdict(list)
+
+    # ------------------------------------------------------------------ set-up
+    def on_train_begin(self, logs=None):
+        if self.explainer is None or self.explainer.model is not self.model:
+            self._build()
+        self._batches_seen = 0
+        self._epoch_base = 0
+        self.logged_steps = []
+        self._frames = defaultdict(list)
+        if self.log_dir is not None and self._writer is None:
+            self._writer = tf.summary.create_file_writer(os.path.join(self.log_dir, self.subdir))
+
+    def _build(self) -> None:
+        try:
+            explainer = self.method_class(self.model, self.layer, **self.method_options)
+        except (ValueError, TypeError) as err:
+            raise ValueError(f"GradCAMCallback cannot explain this model: {err}") from err
+        # The maps have the spatial axes of the input they are drawn over: images need two.
+        spec = explainer._input_specs[explainer._spatial_input]
+        if spec.shape.rank != 4:
+            raise ValueError(
+                f"GradCAMCallback logs 2D maps as images, but the maps are drawn over the model "
+                f"input of shape {tuple(spec.shape)}: an image input [N, H, W, C] is needed."
+            )
+        try:
+            arrays = explainer._prepare_inputs(self._raw_inputs)
+        except ValueError as err:
+            raise ValueError(f"GradCAMCallback's probe inputs do not fit the model: {err}") from err
+        probe_ids, target_arg, row_labels = self._rows(explainer.num_classes)
+        self._probe_ids = probe_ids
+        self._row_labels = row_labels
+        self._target_arg = None if target_arg is None else tf.constant(target_arg, tf.int32)
+        self._probe_tensors = [tf.constant(a) for a in arrays]
+        self._row_tensors = [tf.constant(a[probe_ids]) for a in arrays]
+        if self._display_source is not None:
+            display = self._display_source
+        else:
+            display = arrays[explainer._spatial_input]
+        self._display = _images.displayable(display)
+        if self._display.shape[1:3] != arrays[explainer._spatial_input].shape[1:3]:
+            raise ValueError(
+                f"display_images are {self._display.shape[1:3]} pixels but the probes "
+                f"{arrays[explainer._spatial_input].shape[1:3]}."
+            )
+        self._rank_fn = None
+        if self.top_k is not None and self.top_k > 1:
+            if explainer.num_classes is None:
+                raise ValueError(
+                    f"top_k={self.top_k} needs a model with one [N, classes] output; this model's "
+                    f"outputs are {[tuple(o.shape) for o in self.model.outputs]}."
+                )
+            if self.top_k > explainer.num_classes:
+                raise ValueError(
+                    f"top_k={self.top_k} is more than the model's {explainer.num_classes} classes."
+                )
+            self._rank_fn = _ranker(self.model, explainer._input_specs, self.top_k)
+        if self.class_names is not None and explainer.num_classes is not None and len(
+                self.class_names) != explainer.num_classes:
+            raise ValueError(
+                f"class_names has {len(self.class_names)} names but the model has "
+                f"{explainer.num_classes} classes."
+            )
+        # A dry run of the whole path (compiled step, rendering, PNG encoding; nothing written)
+        # fails now, not after the first epoch; it also traces the step before training starts.
+        self.explainer = explainer
+        try:
+            self._render(self.explain(), 0)
+        except (ValueError, KeyError, tf.errors.InvalidArgumentError) as err:
+            self.explainer = None
+            raise ValueError(f"GradCAMCallback cannot explain or draw the probes: {err}") from err
+
+    def _rows(self, num_classes: int | None):
+        """``(probe index per row, class per row or None for top-k, tag ending per row)``."""
+        n = self._n
+        if self._target_fn is not None:
+            return np.arange(n), np.zeros(n, np.int32), ["score"] * n
+        if self.top_k is not None and self.top_k > 1:
+            k = self.top_k
+            labels = [f"top_{j + 1}" for _ in range(n) for j in range(k)]
+            return np.repeat(np.arange(n), k), None, labels
+        if self.top_k == 1:
+            return np.arange(n), np.full(n, -1, np.int32), ["top"] * n
+        targets = self.targets
+        if targets is None and self._labels is not None:
+            targets = self._labels
+        if targets is None:
+            if num_classes is None:
+                raise ValueError(
+                    "The model has no single [N, classes] output, so there is no top class to "
+                    "explain: pass targets=lambda outputs: <one score per sample>."
+                )
+            return np.arange(n), np.full(n, -1, np.int32), ["top"] * n
+        if isinstance(targets, np.ndarray) and targets.ndim == 2:
+            if len(targets) != n:
+                raise ValueError(
+                    f"targets has {len(targets)} rows for {n} probes: give one row per probe."
+                )
+            probe_ids = np.repeat(np.arange(n), targets.shape[1])
+            flat = targets.reshape(-1)
+        else:
+            probe_ids = np.arange(n)
+            flat = targets
+        try:
+            chosen = normalize_targets(flat, len(probe_ids), num_classes)
+        except (ValueError, TypeError) as err:
+            raise ValueError(f"GradCAMCallback's targets do not fit the model: {err}") from err
+        return probe_ids, chosen, [class_label(t, self.class_names) for t in chosen]
+
+    # ------------------------------------------------------------------ logging
+    def on_epoch_end(self, epoch, logs=None):
+        if self.every_n_batches is None and epoch % self.every_n_epochs == 0:
+            self.log(epoch, folder=f"epoch_{epoch:03d}", caption=f"epoch {epoch}")
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch_base = self._batches_seen
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.every_n_batches is None:
+            return
+        # `batch` is the last batch index of this call within the epoch: with
+        # steps_per_execution > 1 one call covers several batches.
+        done = self._epoch_base + int(batch) + 1
+        crossed = done // self.every_n_batches > self._batches_seen // self.every_n_batches
+        self._batches_seen = done
+        if crossed:
+            self.log(done, folder=f"batch_{done:06d}", caption=f"batch {done}")
+
+    def explain(self) -> Explanation:
+        """Explain the probes with the model's current weights (one compiled step per chunk)."""
+        if self.explainer is None:
+            raise RuntimeError("The callback has no explainer before on_train_begin (model.fit).")
+        if self._rank_fn is not None:
+            target_arg = tf.reshape(self._rank_fn(self._probe_tensors), [-1])
+        else:
+            target_arg = self._target_arg
+        m = len(self._probe_ids)
+        bs = self.batch_size or 32
+        parts = []
+        for start in range(0, m, bs):
+            chunk = [t[start: start + bs] for t in self._row_tensors]
+            out = self.explainer.explain_batch(chunk, target_arg[start: start + bs],
+                                               self._target_fn)
+            parts.append({k: v.numpy() for k, v in out.items()})
+        merged = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        return Explanation(
+            heatmaps=merged.pop("heatmaps").astype(np.float32),
+            raw=merged.pop("raw").astype(np.float32),
+            targets=merged.pop("targets").astype(np.int64),
+            scores=merged.pop("scores").astype(np.float32),
+            weights=merged.pop("weights", None),
+            extras=merged,
+            method=self.explainer.name,
+            layer=", ".join(ref.path for ref in self.explainer.layer_refs),
+        )
+
+    def log(self, step: int, *, folder: str | None = None, caption: str | None = None) -> None:
+        """Explain the probes now and write the pictures at ``step`` to every sink."""
+        result = self.explain()
+        logged = self._render(result, step, self._writer)
+        if self.png_dir is not None:
+            out = os.path.join(self.png_dir, folder or f"step_{step:06d}")
+            os.makedirs(out, exist_ok=True)
+            for item in logged:
+                _images.write_png(os.path.join(out, _file_name(item)), item.png)
+        if self.animation:
+            for item in logged:
+                if item.kind == "overlay":
+                    what = class_label(item.target, self.class_names)
+                    when = caption or str(step)
+                    text = when if what == item.label else f"{when}: {what}"
+                    self._frames[(item.probe, item.label)].append((text, item.image))
+        self.last_explanation = result
+        self.logged_steps.append(int(step))
+
+    def _render(self, result: Explanation, step: int, writer=None):
+        """The one code path: :func:`log_heatmaps` renders, and writes when given a writer."""
+        per_probe = len(self._probe_ids) // max(self._n, 1)
+        where = f" on layer {result.layer}" if result.layer else ""
+        return log_heatmaps(
+            writer, self._display, result, step, self.name,
+            class_names=self.class_names, colormap=self.colormap, alpha=self.alpha,
+            max_images=None, include_heatmaps=self.log_bare_heatmaps, include_grid=self.log_grid,
+            probes=self._probe_ids, labels=self._row_labels,
+            grid_columns=per_probe if per_probe > 1 else None,
+            description=f"{result.method}{where}, logged by tf_gradcam.GradCAMCallback",
+        )
+
+    # ------------------------------------------------------------------ the end
+    def on_train_end(self, logs=None):
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        if not self.animation or not self._frames:
+            return
+        os.makedirs(self.png_dir, exist_ok=True)
+        width = max(2, len(str(max(self._n - 1, 0))))
+        for (probe, label), frames in sorted(self._frames.items()):
+            pictures = [_images.with_caption(img, text) for text, img in frames]
+            stem = os.path.join(self.png_dir, f"probe_{probe:0{width}d}_{label}")
+            if "gif" in self.animation:
+                _images.write_gif(stem + ".gif", pictures, self.frame_duration_ms)
+            if "grid" in self.animation:
+                _images.write_png(stem + "_epochs.png",
+                                  _images.tile(pictures, min(len(pictures), 10)))
+
+
+# ---------------------------------------------------------------------- helpers
+def _positive_int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be an int >= 1, got {value!r}.")
+    return int(value)
+
+
+def _method_class(method: Any) -> type[Explainer]:
+    if isinstance(method, type):
+        if not issubclass(method, Explainer):
+            raise ValueError(
+                f"method must be a method name or an Explainer subclass, got {method!r}."
+            )
+        return method
+    if isinstance(method, str):
+        from tf_gradcam.api import get_method
+
+        return get_method(method)
+    raise ValueError(
+        f"method must be a method name or an Explainer subclass, got {method!r}."
+    )
+
+
+def _check_options(cls: type, options: dict) -> None:
+    params = inspect.signature(cls.__init__).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    unknown = sorted(set(options) - set(params))
+    if unknown:
+        known = sorted(p for p in params if p not in ("self", "model", "layer"))
+        raise ValueError(
+            f"method_options {unknown} are not options of {cls.__name__}; it takes {known}."
+        )
+
+
+def _animations(animation: Any) -> tuple[str, ...]:
+    if animation is None or animation is False:
+        return ()
+    kinds = (animation,) if isinstance(animation, str) else tuple(animation)
+    bad = [k for k in kinds if k not in _ANIMATIONS]
+    if bad or not kinds:
+        raise ValueError(
+            f"animation must be 'gif', 'grid', a list of both, or None; got {animation!r}."
+        )
+    return kinds
+
+
+def _to_numpy(x: Any) -> Any:
+    return tf.nest.map_structure(lambda t: t.numpy() if hasattr(t, "numpy") else np.asarray(t), x)
+
+
+def _take_probes(inputs: Any, max_probes: int) -> tuple[Any, Any]:
+    """``(inputs, labels or None)`` as NumPy; a dataset's first ``max_probes`` samples."""
+    if isinstance(inputs, tf.data.Dataset):
+        xs, ys, count = [], [], 0
+        for element in inputs.take(max_probes):
+            element = _to_numpy(element)
+            x = dataset_inputs(element, 1) if isinstance(element, tuple) else element
+            y = element[1] if isinstance(element, tuple) and len(element) > 1 else None
+            xs.append(x)
+            ys.append(y)
+            count += _count(x)
+            if count >= max_probes:
+                break
+        if not xs:
+            raise ValueError("The probe dataset is empty: it yielded no batch.")
+        x = tf.nest.map_structure(lambda *parts: np.concatenate(parts)[:max_probes], *xs)
+        y = None if any(v is None for v in ys) else np.concatenate(ys)[:max_probes]
+        return x, y
+    if isinstance(inputs, tuple):
+        if len(inputs) not in (2, 3):
+            raise ValueError(
+                "A tuple of probes must be (x, y) or (x, y, sample_weight); got "
+                f"{len(inputs)} items. "
+                "Pass a list for a model with several inputs."
+            )
+        return _to_numpy(inputs[0]), _to_numpy(inputs[1])
+    if inputs is None:
+        raise ValueError("inputs (the probe images) are required.")
+    return _to_numpy(inputs), None
+
+
+def _count(x: Any) -> int:
+    leaves = tf.nest.flatten(x)
+    if not leaves or np.ndim(leaves[0]) == 0:
+        raise ValueError(
+            "The probe inputs must be arrays with a batch axis first, e.g. [N, H, W, C]."
+        )
+    n = len(leaves[0])
+    if n == 0:
+        raise ValueError("The probe inputs hold no samples.")
+    return n
+
+
+def _sparse_labels(labels: Any, n: int) -> np.ndarray:
+    """``[n] int64`` class indices from sparse ``[n]``/``[n, 1]`` or one-hot ``[n, C]`` labels."""
+    y = np.asarray(labels)
+    if y.ndim == 2 and y.shape[1] > 1:
+        y = np.argmax(y, axis=1)
+    elif y.ndim == 2:
+        y = y[:, 0]
+    if y.ndim != 1 or len(y) != n:
+        raise ValueError(
+            f"labels must be [{n}] class indices or [{n}, classes] one-hot, one per probe; got "
+            f"shape {np.shape(labels)}."
+        )
+    if not np.issubdtype(y.dtype, np.integer):
+        if not np.issubdtype(y.dtype, np.floating) or not np.all(np.mod(y, 1) == 0):
+            raise ValueError(f"labels must be class indices (integers); got {y[:5]!r}...")
+        y = y.astype(np.int64)
+    return y.astype(np.int64)
+
+
+def _ranker(model: keras.Model, specs: list, k: int):
+    """A compiled ``inputs -> [N, k]`` int32 of the top-k classes (inference mode)."""
+
+    def rank(inputs):
+        x = inputs[0] if len(inputs) == 1 else list(inputs)
+        outputs = model(x, training=False)
+        return tf.math.top_k(tf.cast(outputs, tf.float32), k=k).indices
+
+    return tf.function(rank, input_signature=[specs], reduce_retracing=True, autograph=False)
+
+
+def _file_name(item) -> str:
+    if item.kind == "grid":
+        return "grid.png"
+    probe = item.tag.split("/")[1]
+    suffix = "_heatmap" if item.kind == "heatmap" else ""
+    return f"{probe}_{item.label}{suffix}.png"
