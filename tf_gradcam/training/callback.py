@@ -256,14 +256,14 @@ class GradCAMCallback(keras.callbacks.Callback):
         except (ValueError, TypeError) as err:
             raise ValueError(f"GradCAMCallback cannot explain this model: {err}") from err
         # The maps have the spatial axes of the input they are drawn over: images need two.
-        spec = explainer._input_specs[explainer._spatial_input]
+        spec = explainer.input_specs[explainer.spatial_input]
         if spec.shape.rank != 4:
             raise ValueError(
                 f"GradCAMCallback logs 2D maps as images, but the maps are drawn over the model "
                 f"input of shape {tuple(spec.shape)}: an image input [N, H, W, C] is needed."
             )
         try:
-            arrays = explainer._prepare_inputs(self._raw_inputs)
+            arrays = explainer.prepare_inputs(self._raw_inputs)
         except ValueError as err:
             raise ValueError(f"GradCAMCallback's probe inputs do not fit the model: {err}") from err
         probe_ids, target_arg, row_labels = self._rows(explainer.num_classes)
@@ -275,12 +275,12 @@ class GradCAMCallback(keras.callbacks.Callback):
         if self._display_source is not None:
             display = self._display_source
         else:
-            display = arrays[explainer._spatial_input]
+            display = arrays[explainer.spatial_input]
         self._display = _images.displayable(display)
-        if self._display.shape[1:3] != arrays[explainer._spatial_input].shape[1:3]:
+        if self._display.shape[1:3] != arrays[explainer.spatial_input].shape[1:3]:
             raise ValueError(
                 f"display_images are {self._display.shape[1:3]} pixels but the probes "
-                f"{arrays[explainer._spatial_input].shape[1:3]}."
+                f"{arrays[explainer.spatial_input].shape[1:3]}."
             )
         self._rank_fn = None
         if self.top_k is not None and self.top_k > 1:
@@ -293,7 +293,7 @@ class GradCAMCallback(keras.callbacks.Callback):
                 raise ValueError(
                     f"top_k={self.top_k} is more than the model's {explainer.num_classes} classes."
                 )
-            self._rank_fn = _ranker(self.model, explainer._input_specs, self.top_k)
+            self._rank_fn = _ranker(self.model, explainer.input_specs, self.top_k)
         if self.class_names is not None and explainer.num_classes is not None and len(
                 self.class_names) != explainer.num_classes:
             raise ValueError(
