@@ -392,9 +392,9 @@ def test_bad_setup_fails_before_the_first_epoch(tmp_path, kwargs, inputs, match)
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    (dict(every_n_epochs=0), "every_n_epochs must be an int >= 1, got 0"),
+    (dict(every_n_epochs=0), "every_n_epochs must be a positive int, got 0"),
     (dict(every_n_epochs=1.5), "1.5"),
-    (dict(every_n_batches=-2), "every_n_batches must be an int >= 1, got -2"),
+    (dict(every_n_batches=-2), "every_n_batches must be a positive int, got -2"),
     (dict(every_n_batches=5, every_n_epochs=2), "not both"),
     (dict(max_probes=0), "max_probes"),
     (dict(top_k=0), "top_k"),

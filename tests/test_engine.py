@@ -537,6 +537,7 @@ def test_layer_name_with_leading_underscore(rng):
     assert tfg.GradCAM(model, "_conv")(rng.random((2, 6, 6, 1))).raw.shape == (2, 4, 4)
 
 
+@pytest.mark.filterwarnings("ignore:When providing `inputs` as a dict")  # Keras, at build time
 def test_dict_inputs_keyed_by_the_models_dict(rng):
     z, a = keras.Input((6, 6, 1), name="zz"), keras.Input((2,), name="aa")
     conv = L.Conv2D(3, 3, activation="relu", name="conv")(z)

@@ -11,6 +11,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tf_gradcam.core.checks import positive_int
 from tf_gradcam.core.engine import Explainer, dataset_inputs
 from tf_gradcam.core.targets import normalize as normalize_targets
 from tf_gradcam.explanation import Explanation
@@ -131,22 +132,22 @@ class GradCAMCallback(keras.callbacks.Callback):
         batch_size: int | None = None,
     ) -> None:
         super().__init__()
-        self.every_n_epochs = _positive_int("every_n_epochs", every_n_epochs)
+        self.every_n_epochs = positive_int(every_n_epochs, "every_n_epochs")
         self.every_n_batches = (None if every_n_batches is None
-                                else _positive_int("every_n_batches", every_n_batches))
+                                else positive_int(every_n_batches, "every_n_batches"))
         if self.every_n_batches is not None and self.every_n_epochs != 1:
             raise ValueError(
                 f"Give every_n_epochs or every_n_batches, not both (got every_n_epochs="
                 f"{every_n_epochs!r}, every_n_batches={every_n_batches!r})."
             )
-        self.max_probes = _positive_int("max_probes", max_probes)
-        self.top_k = None if top_k is None else _positive_int("top_k", top_k)
+        self.max_probes = positive_int(max_probes, "max_probes")
+        self.top_k = None if top_k is None else positive_int(top_k, "top_k")
         if self.top_k is not None and targets is not None:
             raise ValueError(
                 f"top_k={top_k!r} explains each probe's predicted classes; it cannot be combined "
                 f"with targets={targets!r}. Pass one of them."
             )
-        self.batch_size = None if batch_size is None else _positive_int("batch_size", batch_size)
+        self.batch_size = None if batch_size is None else positive_int(batch_size, "batch_size")
         self.method_class = _method_class(method)
         if method_options is None:
             method_options = {}
@@ -197,7 +198,7 @@ class GradCAMCallback(keras.callbacks.Callback):
             raise ValueError(
                 f"animation={animation!r} writes its files into png_dir: give png_dir."
             )
-        self.frame_duration_ms = _positive_int("frame_duration_ms", frame_duration_ms)
+        self.frame_duration_ms = positive_int(frame_duration_ms, "frame_duration_ms")
         self.log_bare_heatmaps = bool(log_heatmaps)
         self.log_grid = bool(log_grid)
         if callable(targets) and not isinstance(targets, (np.ndarray, list, tuple)):
@@ -445,12 +446,6 @@ class GradCAMCallback(keras.callbacks.Callback):
 
 
 # ---------------------------------------------------------------------- helpers
-def _positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be an int >= 1, got {value!r}.")
-    return int(value)
-
-
 def _method_class(method: Any) -> type[Explainer]:
     if isinstance(method, type):
         if not issubclass(method, Explainer):
