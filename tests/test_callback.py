@@ -373,7 +373,6 @@ def test_other_methods_by_name_or_class(tmp_path):
     (dict(labels=[0, 1, 9]), None, "9"),
     (dict(class_names=["a", "b"]), None, "class_names"),
     (dict(top_k=4), None, "top_k=4"),
-    (dict(colormap="no_such_map"), None, "no_such_map"),
     ({}, np.zeros((3, 12, 12, 3), np.float32), r"\(3, 12, 12, 3\)"),
     ({}, np.zeros((16, 16, 3), np.float32), "one sample"),
 ])
@@ -412,6 +411,7 @@ def test_bad_setup_fails_before_the_first_epoch(tmp_path, kwargs, inputs, match)
     (dict(animation="mp4", png_dir="x"), "mp4"),
     (dict(animation="gif"), "png_dir"),
     (dict(labels=[0, 1]), r"\[3\]"),
+    (dict(colormap="no_such_map"), "no_such_map"),  # checked at once, not at train begin
     (dict(log_dir=None), "Nothing to write"),
 ])
 def test_bad_arguments_fail_at_construction(tmp_path, kwargs, match):
@@ -519,3 +519,57 @@ def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
     assert out["steps"] == [0, 1] and out["tag_steps"] == [0, 1]
     assert out["traces"] == 1 and out["tags"] == 8 and out["pngs"] == 8
     assert out["max_diff"] < 1e-5
+
+
+# ---------------------------------------------------------------------- review follow-ups
+def test_labels_of_non_classifiers_are_not_read_as_classes(tmp_path):
+    """A binary sigmoid head with 0/1 labels, and a regression head with float targets."""
+    keras.utils.set_random_seed(2)
+    x, _ = tiny_data(16)
+    inp = keras.Input((16, 16, 3))
+    feat = L.GlobalAveragePooling2D()(L.Conv2D(4, 3, activation="relu", name="last_conv")(inp))
+    binary = keras.Model(inp, L.Dense(1, activation="sigmoid")(feat))
+    binary.compile("adam", "binary_crossentropy")
+    y01 = (np.arange(16) % 2).astype(np.float32)
+    cb = tfg.GradCAMCallback((x[:4], y01[:4]), png_dir=tmp_path / "bin")
+    binary.fit(x, y01, epochs=1, batch_size=8, verbose=0, callbacks=[cb])
+    np.testing.assert_array_equal(cb.last_explanation.targets, [0, 0, 0, 0])
+
+    reg = keras.Model(inp, L.Dense(1)(feat))
+    reg.compile("adam", "mse")
+    y = np.linspace(-1, 1, 16).astype(np.float32)
+    cb = tfg.GradCAMCallback((x[:4], y[:4]), png_dir=tmp_path / "reg",
+                             targets=lambda out: out[:, 0])
+    reg.fit(x, y, epochs=1, batch_size=8, verbose=0, callbacks=[cb])
+    assert len(cb.last_explanation) == 4
+
+
+def test_unbatched_probe_dataset_says_batch_it(tmp_path):
+    x, y = tiny_data(8)
+    ds = tf.data.Dataset.from_tensor_slices((x, y))
+    with pytest.raises(ValueError, match=r"batch it first"):
+        tfg.GradCAMCallback(ds, png_dir=tmp_path)
+    model = tiny_model()
+    cb = tfg.GradCAMCallback(tf.data.Dataset.from_tensor_slices(x), png_dir=tmp_path)
+    with pytest.raises(ValueError, match=r"single samples.*batch it first"):
+        model.fit(x, y, epochs=1, verbose=0, callbacks=[cb])
+
+
+def test_colormap_function_is_refused_at_once(tmp_path):
+    x, _ = tiny_data(4)
+    with pytest.raises(ValueError, match="colormap must be"):
+        tfg.GradCAMCallback(x, png_dir=tmp_path, colormap=lambda v: v)
+
+
+def test_log_heatmaps_recreates_a_removed_log_dir(tmp_path):
+    import shutil
+
+    model = tiny_model()
+    x, _ = tiny_data(2)
+    result = tfg.GradCAM(model)(x)
+    log_dir = tmp_path / "logs"
+    tfg.log_heatmaps(log_dir, x, result, step=0)
+    shutil.rmtree(log_dir)
+    tfg.log_heatmaps(log_dir, x, result, step=1)
+    steps = {s for by_step in read_images(str(log_dir)).values() for s in by_step}
+    assert steps == {1}

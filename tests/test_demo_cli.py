@@ -157,3 +157,18 @@ def test_cli_explain_resizes_and_raw_pixels(tmp_path, capsys, small_saved_model)
         assert cv2.imread(w).shape == (50, 40, 3)
     assert cli.main(["explain", small_saved_model, path, "--colormap", "nocmap"]) == 2
     assert "unknown colormap" in capsys.readouterr().err
+
+
+def test_cli_raw_pixels_changes_what_the_model_sees(tmp_path, capsys, small_saved_model) -> None:
+    img = np.random.default_rng(1).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    path = str(tmp_path / "colour.png")
+    cv2.imwrite(path, img)
+
+    def score(*flags):
+        assert cli.main(["explain", small_saved_model, path, "--out", str(tmp_path / "o"),
+                         "--target", "1", *flags]) == 0
+        line = capsys.readouterr().out.strip().splitlines()[-1]
+        return float(line.split("\t")[2].split("=")[1])
+
+    # The same picture in [0, 1] and in [0, 255] is a different input to the network.
+    assert score() != pytest.approx(score("--raw-pixels"), rel=1e-3)

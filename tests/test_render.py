@@ -203,6 +203,7 @@ def test_plot_max_images_and_bare_array() -> None:
     fig = plot(images, heat, max_images=2)
     assert len(fig.axes) == 2 * 4
     assert [ax.get_title() for ax in fig.axes[:1]] == ["sample 0"]
+    assert len(plot(images[:3], heat[:3], max_images=None).axes) == 3 * 4  # None: all of them
 
 
 def test_plot_overlay_panel_shows_the_overlay() -> None:

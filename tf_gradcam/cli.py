@@ -212,6 +212,7 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     model = _load_model(args.model)
     import cv2
     import numpy as np
+    import tensorflow as tf
 
     import tf_gradcam as tfg
     from tf_gradcam.render import overlay
@@ -250,7 +251,7 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     try:
         result = tfg.explain(model, batch, args.target, method=method_cls.name, layer=args.layer,
                              **options)
-    except (ValueError, TypeError) as exc:  # unknown layer, bad target, unsupported model
+    except (ValueError, TypeError, tf.errors.OpError) as exc:  # unknown layer, bad target, ...
         raise CLIError(_one_line(exc)) from None
 
     try:

@@ -109,6 +109,7 @@ def run_demo(
     names = train.class_names
     say(f"tf_gradcam demo: {n_train} training / {n_test} held-out images of {', '.join(names)}")
 
+    os.makedirs(out_dir, exist_ok=True)  # a bad --out fails now, not after training
     t0 = time.perf_counter()
     model = train_small_cnn(train, epochs=epochs, seed=seed, verbose=2 if verbose >= 2 else 0)
     train_seconds = time.perf_counter() - t0
@@ -116,7 +117,6 @@ def run_demo(
     accuracy = float(np.mean(probs.argmax(axis=1) == test.labels))
     say(f"trained in {train_seconds:.1f} s; held-out accuracy {accuracy:.3f}")
 
-    os.makedirs(out_dir, exist_ok=True)
     model_path = os.path.join(out_dir, "model.keras")
     model.save(model_path)
 

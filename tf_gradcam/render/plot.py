@@ -93,8 +93,10 @@ def plot(
             "heatmaps must be [N, T] (1D), [N, H, W] (2D) or [N, D, H, W] (3D), "
             f"got shape {heatmaps.shape}"
         )
-    if isinstance(max_images, bool) or int(max_images) < 1:
-        raise ValueError(f"max_images must be >= 1, got {max_images!r}")
+    if max_images is None:
+        max_images = heatmaps.shape[0]
+    if isinstance(max_images, bool) or not isinstance(max_images, (int, np.integer)) or max_images < 1:
+        raise ValueError(f"max_images must be an int >= 1 or None, got {max_images!r}")
     a = _check_alpha(alpha)
     cmap = get_colormap(colormap)
     n_total = heatmaps.shape[0]

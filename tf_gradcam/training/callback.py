@@ -15,6 +15,7 @@ from tf_gradcam.core.checks import positive_int
 from tf_gradcam.core.engine import Explainer, dataset_inputs
 from tf_gradcam.core.targets import normalize as normalize_targets
 from tf_gradcam.explanation import Explanation
+from tf_gradcam.render.overlay import get_colormap
 from tf_gradcam.training import _images
 from tf_gradcam.training.tensorboard import class_label, log_heatmaps
 
@@ -174,11 +175,13 @@ class GradCAMCallback(keras.callbacks.Callback):
         if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 <= alpha <= 1:
             raise ValueError(f"alpha must be a number in [0, 1], got {alpha!r}.")
         self.alpha = float(alpha)
-        if not (isinstance(colormap, str) or callable(colormap)):
+        try:
+            get_colormap(colormap)
+        except (ValueError, TypeError, KeyError):
             raise ValueError(
                 "colormap must be a matplotlib colour map or its name such as 'jet', got "
                 f"{colormap!r}."
-            )
+            ) from None
         self.colormap = colormap
         if class_names is not None:
             if isinstance(class_names, str) or not all(isinstance(c, str) for c in class_names):
@@ -221,11 +224,19 @@ class GradCAMCallback(keras.callbacks.Callback):
         self.targets = targets
 
         # The probes are taken now, once: a dataset is never iterated again.
+        self._from_dataset = isinstance(inputs, tf.data.Dataset)
         self._raw_inputs, raw_labels = _take_probes(inputs, self.max_probes)
         if labels is not None:
             raw_labels = labels
         self._n = _count(self._raw_inputs)
-        self._labels = None if raw_labels is None else _sparse_labels(raw_labels, self._n)
+        # Labels become targets only on a multi-class classifier, which on_train_begin knows;
+        # a regression target, a mask or a binary 0/1 label is kept but never read as a class.
+        self._raw_labels = raw_labels
+        if raw_labels is not None and (np.ndim(raw_labels) == 0 or len(raw_labels) != self._n):
+            raise ValueError(
+                f"labels must hold one entry per probe ([{self._n}] for these probes); got "
+                f"shape {np.shape(raw_labels)}."
+            )
         self._display_source = None if display_images is None else np.asarray(display_images)
         if self._display_source is not None and len(self._display_source) != self._n:
             raise ValueError(
@@ -262,6 +273,12 @@ class GradCAMCallback(keras.callbacks.Callback):
             raise ValueError(
                 f"GradCAMCallback logs 2D maps as images, but the maps are drawn over the model "
                 f"input of shape {tuple(spec.shape)}: an image input [N, H, W, C] is needed."
+            )
+        if self._from_dataset and _rank(self._raw_inputs) == spec.shape.rank - 1:
+            raise ValueError(
+                "GradCAMCallback's probe dataset yields single samples of shape "
+                f"{np.shape(tf.nest.flatten(self._raw_inputs)[0])[1:]}...: batch it first, "
+                "e.g. dataset.batch(16)."
             )
         try:
             arrays = explainer.prepare_inputs(self._raw_inputs)
@@ -322,8 +339,8 @@ class GradCAMCallback(keras.callbacks.Callback):
         if self.top_k == 1:
             return np.arange(n), np.full(n, -1, np.int32), ["top"] * n
         targets = self.targets
-        if targets is None and self._labels is not None:
-            targets = self._labels
+        if targets is None and self._raw_labels is not None and (num_classes or 0) > 1:
+            targets = _sparse_labels(self._raw_labels, n)
         if targets is None:
             if num_classes is None:
                 raise ValueError(
@@ -498,6 +515,10 @@ def _take_probes(inputs: Any, max_probes: int) -> tuple[Any, Any]:
             element = _to_numpy(element)
             x = dataset_inputs(element, 1) if isinstance(element, tuple) else element
             y = element[1] if isinstance(element, tuple) and len(element) > 1 else None
+            if y is not None and np.ndim(y) == 0:
+                raise ValueError(
+                    "The probe dataset yields single (x, y) samples, not batches: batch it "
+                    "first, e.g. dataset.batch(16).")
             xs.append(x)
             ys.append(y)
             count += _count(x)
@@ -531,6 +552,10 @@ def _count(x: Any) -> int:
     if n == 0:
         raise ValueError("The probe inputs hold no samples.")
     return n
+
+
+def _rank(x: Any) -> int:
+    return np.ndim(tf.nest.flatten(x)[0])
 
 
 def _sparse_labels(labels: Any, n: int) -> np.ndarray:

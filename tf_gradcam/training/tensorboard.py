@@ -225,6 +225,9 @@ def _write_png_summary(tag: str, pngs: list[bytes], shape: tuple, step: int,
 def _writer_for(log_dir_or_writer: Any):
     if isinstance(log_dir_or_writer, (str, os.PathLike)):
         path = os.path.abspath(os.fspath(log_dir_or_writer))
+        if path in _WRITERS and not os.path.isdir(path):
+            # The folder was removed since: a cached writer would write into the void.
+            _WRITERS.pop(path).close()
         if path not in _WRITERS:
             _WRITERS[path] = tf.summary.create_file_writer(path)
         return _WRITERS[path]
