@@ -172,3 +172,17 @@ def test_cli_raw_pixels_changes_what_the_model_sees(tmp_path, capsys, small_save
 
     # The same picture in [0, 1] and in [0, 255] is a different input to the network.
     assert score() != pytest.approx(score("--raw-pixels"), rel=1e-3)
+
+
+def test_import_and_help_do_not_load_tensorflow() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, tf_gradcam as tfg; from tf_gradcam import cli\n"
+            "try:\n    cli.main(['--help'])\nexcept SystemExit:\n    pass\n"
+            "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules\n"
+            "assert 'GradCAM' in dir(tfg)\n"
+            "try:\n    tfg.NoSuchThing\nexcept AttributeError:\n    print('ok')\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().endswith("ok")
