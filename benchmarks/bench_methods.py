@@ -14,9 +14,9 @@ For each model (``weights=None``, 224x224, 1000 classes), batch size and XLA set
 
 Ratios, not seconds, are what to compare: the machines are noisy, and the ratio to the same
 model's inference cancels most of it. Runs are interleaved and the median of ``--repeats`` is kept.
-Perturbation methods (Score-CAM, Ablation-CAM) cost one forward pass per channel: they are timed
-at batch 1 only, against the floor of ``K`` forward passes of one image, both at the chunk size
-they batch those passes in and one at a time.
+Score-CAM costs one full forward pass per channel: it is timed at batch 1 only, against the floor
+of ``K`` forward passes of one image, both at the chunk size it batches those passes in and one
+at a time. (Ablation-CAM also runs ``K`` ablated copies, but of the layers after the target only.)
 """
 
 from __future__ import annotations
@@ -40,7 +40,9 @@ MODELS = {
     "mobilenetv2": (keras.applications.MobileNetV2, "out_relu"),
     "resnet50": (keras.applications.ResNet50, "conv5_block3_out"),
 }
-PERTURBATION = {"scorecam", "ablationcam"}
+# One full forward pass per channel. (Ablation-CAM replays only the layers after the target,
+# so it is timed like the others.)
+PERTURBATION = {"scorecam"}
 
 
 def median_time(fn, repeats: int) -> float:

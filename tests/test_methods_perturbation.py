@@ -353,3 +353,40 @@ def test_perturbation_options_are_checked(logit_cnn):
             cls(model, "feat", batch_size=0)
         with pytest.raises(ValueError, match="counterfactual"):
             cls(model, "feat", counterfactual=True)
+
+
+def test_ablationcam_replays_only_after_the_layer_with_skip_connections(rng):
+    """Copies compute only the layers after the target; a skip connection that jumps over it
+    (inside a nested backbone) must still read the un-ablated tensor."""
+    keras.utils.set_random_seed(6)
+    conv_a = L.Conv2D(4, 3, padding="same", activation="relu", name="a")
+    conv_b = L.Conv2D(4, 3, padding="same", activation="relu", name="b")
+    conv_c = L.Conv2D(3, 3, padding="same", activation="relu", name="c")
+    b_in = keras.Input((6, 6, 2))
+    a = conv_a(b_in)
+    backbone = keras.Model(b_in, conv_c(L.Add()([conv_b(a), a])), name="backbone")
+    dense = L.Dense(3, name="logits")
+    inp = keras.Input((6, 6, 2))
+    model = keras.Model(inp, dense(L.Flatten()(backbone(inp))))
+
+    # Reference: the head after "b" as a two-input model fed (a, ablated b) by hand.
+    ha, hb = keras.Input((6, 6, 4)), keras.Input((6, 6, 4))
+    head = keras.Model([ha, hb], dense(L.Flatten()(conv_c(L.Add()([hb, ha])))))
+    x = rng.random((2, 6, 6, 2), dtype=np.float32)
+    acts_a = predict(keras.Model(b_in, a), x)
+    acts_b = predict(keras.Model(b_in, conv_b(a)), x)
+    y = predict(model, x)[:, 1]
+    weights = np.zeros((2, 4))
+    for k in range(4):
+        ablated = acts_b.copy()
+        ablated[..., k] = 0
+        yk = predict(head, [acts_a, ablated])[:, 1]
+        weights[:, k] = (y - yk) / np.maximum(np.abs(y), EPSILON)
+    res = AblationCAM(model, "backbone/b", batch_size=3)(x, 1)
+    np.testing.assert_allclose(res.weights, weights, rtol=1e-4, atol=1e-5)
+    # Only the layers after "b" run per copy: their call count says so.
+    upstream = {id(layer) for layer in (conv_a,)}
+    from tf_gradcam.core import graph
+
+    assert upstream <= graph.upstream_of(model, conv_b)
+    assert id(conv_c) not in graph.upstream_of(model, conv_b)

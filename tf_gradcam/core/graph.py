@@ -246,3 +246,26 @@ def trace(model: keras.Model) -> tuple[list[Call], list[Value], list[Value]]:
     roots = [Value() for _ in graph_of(model).inputs]
     outputs = run_graph(model, roots)
     return calls, list(tree.flatten(outputs)), roots
+
+
+def upstream_of(model: keras.Model, layer: keras.layers.Layer) -> frozenset[int] | None:
+    """Ids of the layers (and nested models) whose outputs do not depend on ``layer``'s output:
+    the part of the network a change of ``layer``'s activations cannot reach. ``layer`` itself
+    and the nested models around it are excluded. ``None`` when a layer runs more than once
+    (shared layers make "its output" ambiguous)."""
+    calls, _, _ = trace(model)
+    ids = [id(c.layer) for c in calls]
+    if len(ids) != len(set(ids)):
+        return None
+    downstream: set[int] = set()
+    for call in calls:
+        if call.layer is layer:
+            downstream.update(id(v) for v in call.outputs)
+        elif any(id(v) in downstream for v in call.inputs):
+            downstream.update(id(v) for v in call.outputs)
+    around = models_containing(model, {id(layer)})
+    return frozenset(
+        id(c.layer) for c in calls
+        if c.layer is not layer and id(c.layer) not in around
+        and not any(id(v) in downstream for v in c.outputs)
+    )

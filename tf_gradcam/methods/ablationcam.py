@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from tf_gradcam.core import perturb
+from tf_gradcam.core import graph, perturb
 from tf_gradcam.core.engine import Context, Explainer
 
 #: Smallest denominator ``|y^c|``: keeps the weights finite when the score is 0 or tiny.
@@ -34,8 +34,8 @@ class AblationCAM(Explainer):
     so it scales ``raw`` and ``weights`` but never changes ``heatmaps``.
 
     Args:
-        batch_size: ablated copies per forward pass: the ``N * K`` ablations (each a full
-            forward pass of one input with one channel zeroed) run this many at a time.
+        batch_size: ablated copies per pass: the ``N * K`` ablations (one input with one
+            channel zeroed, through the layers after the target) run this many at a time.
     """
 
     name = "ablationcam"
@@ -45,6 +45,33 @@ class AblationCAM(Explainer):
                  **options) -> None:
         super().__init__(model, layer, **options)
         self.batch_size = perturb.check_chunk(batch_size)
+
+    def _replay(self, inputs: list):
+        """``images -> overrides`` that hand every layer a change of the target's activations
+        cannot reach its output from one forward pass of the ``N`` images, gathered for the
+        ablated copies: each copy then computes only the layers after the target (skip
+        connections that jump over it read the cached tensors). Without that split (a shared
+        layer), no overrides: every copy runs the whole network."""
+        upstream = graph.upstream_of(self.model, self.layer)
+        if upstream is None:
+            return lambda images: None
+        cached: dict[int, object] = {}
+
+        def record(key):
+            def fn(call, *args, **kwargs):
+                cached[key] = call(*args, **kwargs)
+                return cached[key]
+            return fn
+
+        self.forward(inputs, overrides={key: record(key) for key in upstream | {id(self.layer)}})
+
+        def overrides(images):
+            def cached_rows(key):
+                return lambda call, *args, **kwargs: tf.nest.map_structure(
+                    lambda t: tf.gather(t, images), cached[key])
+            return {key: cached_rows(key) for key in cached}
+
+        return overrides
 
     def channel_weights(self, ctx: Context) -> tf.Tensor:
         acts = ctx.activations
@@ -60,8 +87,10 @@ class AblationCAM(Explainer):
                 return tf.where(off, tf.zeros_like(a), a)
 
             inputs = [tf.gather(x, images) for x in ctx.inputs]
-            _, outputs = self.forward(inputs, on_activation=ablate)
+            _, outputs = self.forward(inputs, on_activation=ablate, overrides=replay(images))
             return self._select_like(outputs, ctx, images)
+
+        replay = self._replay(ctx.inputs)
 
         ablated = perturb.per_channel(ablated_scores, tf.shape(acts)[0], channels, self.batch_size)
         y = ctx.scores[:, None]
