@@ -250,21 +250,12 @@ class Explainer:
         chosen = tf.where(target_arg < 0, top, target_arg)
         return tf.gather(logits, chosen, axis=1, batch_dims=1), chosen
 
-    def scores_for(self, inputs: list, ctx: Context) -> tf.Tensor:
-        """``[M]`` scores of ``ctx``'s targets on other inputs (``M`` a multiple of ``N``)."""
-        _, outputs = self.forward(inputs)
-        return self._select_like(outputs, ctx)
-
-    def _select_like(self, outputs, ctx: Context, rows: tf.Tensor | None = None) -> tf.Tensor:
-        """``[M]`` scores of ``ctx``'s targets in ``outputs`` of ``M`` rows. ``rows`` ``[M]``: the
-        sample of ``ctx`` each row comes from; by default each sample repeated ``M / N`` times."""
+    def _select_like(self, outputs, ctx: Context, rows: tf.Tensor) -> tf.Tensor:
+        """``[M]`` scores of ``ctx``'s targets in ``outputs`` of ``M`` rows (perturbed copies);
+        ``rows`` ``[M]``: the sample of ``ctx`` each row comes from."""
         if ctx.score_fn is not None:
             return tf.cast(ctx.score_fn(outputs), tf.float32)
-        if rows is None:
-            reps = tf.shape(outputs)[0] // tf.shape(ctx.targets)[0]
-            chosen = tf.repeat(ctx.targets, reps)
-        else:
-            chosen = tf.gather(ctx.targets, rows)
+        chosen = tf.gather(ctx.targets, rows)
         return tf.cast(tf.gather(outputs, chosen, axis=1, batch_dims=1), tf.float32)
 
     def gradients_and_activations(self, inputs: list, score_fn, target_arg) -> Context:
@@ -366,17 +357,6 @@ class Explainer:
             autograph=False,
         )
 
-    def _step_for(self, score_fn) -> Callable:
-        # One compiled step for all class-index targets; one per callable (its Python code is
-        # part of the graph). The batch axis is unknown in the signature: no retrace per size.
-        key = None if score_fn is None else id(score_fn)
-        if key not in self._steps:
-            callables = [k for k in self._steps if k is not None]
-            if key is not None and len(callables) >= MAX_CALLABLE_STEPS:
-                self._retired_traces += self._steps.pop(callables[0])[0].experimental_get_tracing_count()
-            self._steps[key] = (self._step_fn(score_fn), score_fn)
-        return self._steps[key][0]
-
     @property
     def trace_count(self) -> int:
         """How many times the compiled steps have been traced (for tests and diagnostics)."""
@@ -410,7 +390,7 @@ class Explainer:
         n = xs[0].shape[0]
         chosen = targets_lib.normalize(targets, n, self.num_classes)
         score_fn = chosen if callable(chosen) else None
-        step = self._step_for(score_fn)
+        step = self.compiled_step(score_fn)
         bs = _check_batch_size(batch_size)
         parts = []
         for start in range(0, n, bs):
@@ -443,7 +423,15 @@ class Explainer:
     def compiled_step(self, score_fn=None) -> Callable:
         """The ``tf.function`` that explains one batch: ``step(inputs, target_arg) -> dict``.
         Built (not yet traced) on first request and reused; one per ``score_fn``."""
-        return self._step_for(score_fn)
+        # One compiled step for all class-index targets; one per callable (its Python code is
+        # part of the graph). The batch axis is unknown in the signature: no retrace per size.
+        key = None if score_fn is None else id(score_fn)
+        if key not in self._steps:
+            callables = [k for k in self._steps if k is not None]
+            if key is not None and len(callables) >= MAX_CALLABLE_STEPS:
+                self._retired_traces += self._steps.pop(callables[0])[0].experimental_get_tracing_count()
+            self._steps[key] = (self._step_fn(score_fn), score_fn)
+        return self._steps[key][0]
 
     # ----------------------------------------------------------------- input checks
     def _resolve_layers(self, model: keras.Model, layer: Any) -> tuple[layers.LayerRef, ...]:
