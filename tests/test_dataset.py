@@ -12,7 +12,7 @@ import pytest
 import tensorflow as tf
 
 import tf_gradcam as tfg
-from tf_gradcam.dataset import load_explanations
+from tf_gradcam.scale import load_explanations
 
 L = keras.layers
 N = 10

@@ -168,7 +168,7 @@ def test_1d_and_3d_networks(rng, rank):
 
 
 def test_gradcam_equals_cam_on_gap_dense(rng):
-    """The paper's identity: on conv -> GAP -> dense, alpha_k^c = w_k^c / Z, so maps agree up to Z."""
+    """The paper's identity: on conv -> GAP -> dense, alpha_k^c = w_k^c / Z: maps agree up to Z."""
     inp = keras.Input((9, 9, 3))
     a = L.Conv2D(6, 3, activation="relu", name="features")(inp)
     out = L.Dense(4, activation="softmax", name="fc")(L.GlobalAveragePooling2D()(a))
@@ -483,7 +483,8 @@ def test_two_level_nesting_and_transfer_learning_call(rng):
     r_a = deep(L.Rescaling(0.5)(r_in))
     feats = keras.Model(r_in, [r_a, L.Flatten()(mid_conv(r_a))])
     x_in = rng.random((3, 10, 10, 3), dtype=np.float32)
-    _check_against_reference(model, "deep", feats, ref.dense_logits(head), x_in, np.array([2, 0, 1]))
+    _check_against_reference(model, "deep", feats, ref.dense_logits(head), x_in,
+                             np.array([2, 0, 1]))
 
 
 # ------------------------------------------------------------------ architectures seen in review
@@ -507,7 +508,8 @@ def test_map_is_drawn_over_the_input_the_layer_reads(rng):
 
     seq2, img = keras.Input((10, 3), name="seq"), keras.Input((16, 16, 3), name="img")
     b = L.Conv2D(3, 3, activation="relu", name="conv2d")(img)
-    model = keras.Model([seq2, img], L.Dense(2)(L.Concatenate()([L.Flatten()(b), L.Flatten()(seq2)])))
+    joined = L.Concatenate()([L.Flatten()(b), L.Flatten()(seq2)])
+    model = keras.Model([seq2, img], L.Dense(2)(joined))
     res = tfg.GradCAM(model, "conv2d")([rng.random((2, 10, 3)), rng.random((2, 16, 16, 3))])
     assert res.heatmaps.shape == (2, 16, 16)
 
@@ -569,7 +571,7 @@ def test_callable_targets_must_give_one_float_per_sample(functional_cnn, rng):
 
 
 def test_callable_steps_are_bounded(functional_cnn, rng):
-    from tf_gradcam.core import engine
+    from tf_gradcam.engine import step as engine
 
     explainer = tfg.GradCAM(functional_cnn, "last_conv")
     x = rng.random((1, 12, 12, 3), dtype=np.float32)

@@ -80,6 +80,7 @@ def test_map_points_at_the_evidence(quadrant_task, name):
     peak_inside = (rows < QUAD) & (cols < QUAD) & (flat.max(axis=1) > 0)
     mass_inside = heat[:, :QUAD, :QUAD].sum(axis=(1, 2)) / np.maximum(flat.sum(axis=1), 1e-12)
     min_peak, min_mass = (0.7, 0.5) if name in PIXEL_LEVEL else (0.8, 0.4)
-    assert peak_inside.mean() >= min_peak, f"{name}: peak in the top-left for {peak_inside.mean():.0%}"
+    assert peak_inside.mean() >= min_peak, (
+        f"{name}: peak in the top-left for {peak_inside.mean():.0%}")
     # a quarter of the image: a map blind to the evidence puts about 25 % of its mass there
     assert mass_inside.mean() >= min_mass, f"{name}: {mass_inside.mean():.0%} of the mass top-left"

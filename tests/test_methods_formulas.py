@@ -432,7 +432,7 @@ def test_layercam_fuses_layers_at_input_resolution(rng):
     # c1 and c2 are at the input's resolution: no resampling, the fusion by NumPy alone.
     fused = tfg.LayerCAM(model, ["c1", "c2"])(x, classes)
     maps = []
-    for name, out in (("c1", a), ("c2", b)):
+    for out in (a, b):
         acts, grads, _ = _acts_and_grads(keras.Model(inp, [out, c]), logits, x, classes)
         m = numpy_map("layercam", acts, grads)
         maps.append(np.tanh(2.0 * m / m.max(axis=(1, 2), keepdims=True)))

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 import tf_gradcam as tfg
-from tf_gradcam.methods.guided import GuidedBackprop, GuidedGradCAM, guided_overrides
+from tf_gradcam.methods.guided import GuidedBackprop, guided_overrides
+from tf_gradcam.methods.guided_gradcam import GuidedGradCAM
 
 L = keras.layers
 relu = lambda z: np.maximum(z, 0)  # noqa: E731

@@ -244,9 +244,13 @@ def test_scorecam_2048_channels_memory_is_bounded_by_batch_size(rng):
     assert int(recorder.largest.numpy()) == bs
     # The step traced for one image: every tensor at the input's resolution (a mask, a masked
     # input) holds at most batch_size of them; all K = 2048 at once would be [2048, 32, 32].
-    step = tf.function(explainer._step_fn(None).python_function, autograph=False)
+    from tf_gradcam.choose.targets import Plan
+    from tf_gradcam.engine.step import make_step
+
+    step = tf.function(make_step(explainer, Plan(key=("classes", 1))).python_function,
+                       autograph=False)
     graph = step.get_concrete_function(
-        [tf.TensorSpec((1, h, h, 1), tf.float32)], tf.TensorSpec([1], tf.int32)).graph
+        [tf.TensorSpec((1, h, h, 1), tf.float32)], tf.TensorSpec([1, 1], tf.int32)).graph
     at_input = []
     for g in _function_graphs(graph):
         for op in g.get_operations():
@@ -386,7 +390,34 @@ def test_ablationcam_replays_only_after_the_layer_with_skip_connections(rng):
     np.testing.assert_allclose(res.weights, weights, rtol=1e-4, atol=1e-5)
     # Only the layers after "b" run per copy: their call count says so.
     upstream = {id(layer) for layer in (conv_a,)}
-    from tf_gradcam.core import graph
+    from tf_gradcam.engine import graph
 
     assert upstream <= graph.upstream_of(model, conv_b)
     assert id(conv_c) not in graph.upstream_of(model, conv_b)
+
+
+class SampleCounter(L.Layer):
+    """Identity that counts the samples it processes (a side effect inside the graph)."""
+
+    def build(self, input_shape):
+        self.seen = self.add_weight(shape=(), initializer="zeros", trainable=False,
+                                    dtype="int32", name="seen")
+
+    def call(self, x):
+        self.seen.assign_add(tf.shape(x)[0])
+        return x
+
+
+def test_ablationcam_runs_the_layers_before_the_target_once_per_batch(rng):
+    """One forward pass of the N images, then only the layers after the target per copy."""
+    before, after = SampleCounter(), SampleCounter()
+    inp = keras.Input((8, 8, 1))
+    a = L.Conv2D(5, 3, activation="relu", name="feat")(before(inp))
+    model = keras.Model(inp, L.Dense(3, name="logits")(L.Flatten()(after(a))))
+    x = rng.random((3, 8, 8, 1), dtype=np.float32)
+    res = AblationCAM(model, "feat", perturbation_batch_size=4)(x, 1)
+    assert int(before.seen.numpy()) == 3  # the 3 originals, once
+    # after the target: the 3 originals, plus 3 * 5 ablated copies in chunks of 4 (the last
+    # chunk is padded to a full 4: ceil(15 / 4) * 4 = 16)
+    assert int(after.seen.numpy()) == 3 + 16
+    assert res.weights.shape == (3, 5) and np.isfinite(res.weights).all()

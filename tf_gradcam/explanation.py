@@ -17,9 +17,11 @@ class Explanation:
             and divided by its maximum; an all-zero map stays all zero.
         raw: ``[N, *layer spatial shape] float32 >= 0``: the method's map at the layer's
             resolution after its ReLU, unscaled.
-        targets: ``[N] int64``: the class explained per sample (-1 where a callable chose the score).
+        targets: ``[N] int64``: the class explained per sample (-1 where a callable chose the
+            score).
         scores: ``[N] float32``: the score that was explained (a logit under ``score="logits"``).
-        weights: ``[N, K] float32`` per-channel weights (alphas) for methods that have them, else None.
+        weights: ``[N, K] float32`` per-channel weights (alphas) for methods that have them,
+            else None.
         extras: further per-sample arrays a method returns (e.g. guided backprop's input gradients).
         method: the method's name; layer: the explained layer's path.
     """
@@ -35,7 +37,7 @@ class Explanation:
 
     @classmethod
     def from_arrays(cls, arrays: Mapping[str, np.ndarray], *, method: str = "",
-                    layer: str = "") -> "Explanation":
+                    layer: str = "") -> Explanation:
         """From named arrays: ``heatmaps``, ``raw``, ``targets``, ``scores``, optional
         ``weights``; every other name becomes an extra. Arrays of the right dtype (memory maps
         too) are kept, not copied."""

@@ -157,7 +157,8 @@ def _largest_component(hm: np.ndarray, threshold: float, connectivity: int):
 
 
 def _check_threshold(threshold: float) -> None:
-    if isinstance(threshold, bool) or not np.isscalar(threshold) or not 0 <= float(threshold) <= 1:
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float, np.number)) or not (
+            0 <= float(threshold) <= 1):
         raise ValueError(
             f"threshold is a fraction of the map's maximum in [0, 1], got {threshold!r} "
             "(the Grad-CAM paper uses 0.15)."

@@ -40,7 +40,7 @@ def small_cnn(
     softmax: bool = True,
     width: int = 32,
     edge_input: bool = True,
-) -> "keras.Model":
+) -> keras.Model:
     """Build (untrained) the reference CNN.
 
     Layout, for a 64 x 64 input: a fixed edge front end (see below), two conv blocks with
@@ -127,7 +127,7 @@ def small_cnn(
 
 
 def train_small_cnn(
-    data: "ShapesData",
+    data: ShapesData,
     epochs: int = 5,
     seed: int = 0,
     verbose: int = 0,
@@ -135,8 +135,8 @@ def train_small_cnn(
     batch_size: int = 16,
     learning_rate: float = 2e-3,
     softmax: bool = True,
-    validation_data: "ShapesData | None" = None,
-) -> "keras.Model":
+    validation_data: ShapesData | None = None,
+) -> keras.Model:
     """Train :func:`small_cnn` on a :class:`~tf_gradcam.data.ShapesData` set (labels only).
 
     Deterministic for a given ``seed`` on one machine: Keras, TensorFlow, NumPy and

@@ -55,7 +55,7 @@ class ShapesData:
     def __len__(self) -> int:
         return int(self.labels.shape[0])
 
-    def subset(self, index: slice | Sequence[int] | np.ndarray) -> "ShapesData":
+    def subset(self, index: slice | Sequence[int] | np.ndarray) -> ShapesData:
         """The samples selected by ``index`` (a slice, index array or boolean mask)."""
         if not isinstance(index, slice):
             index = np.asarray(index)
@@ -328,7 +328,7 @@ def shapes_dataset(
     batch_size: int = 32,
     shuffle: bool = False,
     one_hot: bool = False,
-) -> "tf.data.Dataset":
+) -> tf.data.Dataset:
     """A ``tf.data.Dataset`` of ``(image, label)`` batches from :func:`make_shapes`.
 
     Args:

@@ -1,29 +1,24 @@
-"""One small module per method; each only says how channels are weighted or maps combined."""
+"""Weight the channels: one small module per method, each registering itself.
+
+Every module in this folder is imported here, and every :class:`~tf_gradcam.Explainer` subclass
+with a ``name`` registers itself when its class is defined: ``METHODS`` (``tfg.METHODS``), the
+``tfg.<ClassName>`` exports and ``tfg.explain(method=...)`` all read that registry. Adding a
+method is adding one file (see ``docs/api.md``, "Adding a method").
+"""
 
 from __future__ import annotations
 
-from tf_gradcam.core.engine import Explainer
-from tf_gradcam.methods.ablationcam import AblationCAM
-from tf_gradcam.methods.cam import CAM
-from tf_gradcam.methods.eigencam import EigenCAM
-from tf_gradcam.methods.gradcam import GradCAM
-from tf_gradcam.methods.gradcam_pp import GradCAMPlusPlus
-from tf_gradcam.methods.guided import GuidedBackprop, GuidedGradCAM
-from tf_gradcam.methods.hirescam import HiResCAM
-from tf_gradcam.methods.layercam import LayerCAM
-from tf_gradcam.methods.scorecam import ScoreCAM
-from tf_gradcam.methods.xgradcam import XGradCAM
+import importlib
+import pkgutil
 
-#: ``tfg.explain(method=...)`` names -> classes. A new method registers itself here.
-METHODS: dict[str, type[Explainer]] = {
-    cls.name: cls
-    for cls in (
-        CAM, GradCAM, GradCAMPlusPlus, ScoreCAM, LayerCAM, EigenCAM, AblationCAM, HiResCAM,
-        XGradCAM, GuidedBackprop, GuidedGradCAM,
-    )
-}
+from tf_gradcam.engine.explainer import REGISTRY, Explainer, get_method  # noqa: F401
 
-__all__ = [
-    "AblationCAM", "GuidedBackprop", "GuidedGradCAM", "ScoreCAM",
-    "CAM", "EigenCAM", "GradCAM", "GradCAMPlusPlus", "HiResCAM", "LayerCAM", "METHODS", "XGradCAM",
-]
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")
+
+#: ``tfg.explain(method=...)`` names -> classes: the registry itself.
+METHODS: dict[str, type[Explainer]] = REGISTRY
+
+globals().update({cls.__name__: cls for cls in REGISTRY.values()})
+
+__all__ = sorted(["METHODS", "get_method", *(cls.__name__ for cls in REGISTRY.values())])

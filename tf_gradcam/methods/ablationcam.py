@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+import keras
 import tensorflow as tf
 
-from tf_gradcam.core import graph, perturb
-from tf_gradcam.core.engine import Context, Explainer
+from tf_gradcam.choose.tensors import LayerSpec
+from tf_gradcam.engine import perturb
+from tf_gradcam.engine.context import Context
+from tf_gradcam.engine.explainer import Explainer, ExplainerOptions
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 #: Smallest denominator ``|y^c|``: keeps the weights finite when the score is 0 or tiny.
 EPSILON = 1e-7
@@ -34,64 +42,33 @@ class AblationCAM(Explainer):
     so it scales ``raw`` and ``weights`` but never changes ``heatmaps``.
 
     Args:
-        batch_size: ablated copies per pass: the ``N * K`` ablations (one input with one
-            channel zeroed, through the layers after the target) run this many at a time.
+        perturbation_batch_size: ablated copies per pass: the ``N * K`` ablations (one input
+            with one channel zeroed, through the layers after the target) run this many at a
+            time. (``batch_size``, its former name, is still accepted, with a warning.)
     """
 
     name = "ablationcam"
     uses_gradients = False
+    rescores_activations = True
 
-    def __init__(self, model, layer=None, *, batch_size: int = perturb.DEFAULT_CHUNK,
-                 **options) -> None:
+    def __init__(self, model: keras.Model, layer: LayerSpec = None, *,
+                 perturbation_batch_size: int = perturb.DEFAULT_CHUNK,
+                 batch_size: int | None = None, **options: Unpack[ExplainerOptions]) -> None:
         super().__init__(model, layer, **options)
-        self.batch_size = perturb.check_chunk(batch_size)
-
-    def _replay(self, inputs: list):
-        """``images -> overrides`` that hand every layer a change of the target's activations
-        cannot reach its output from one forward pass of the ``N`` images, gathered for the
-        ablated copies: each copy then computes only the layers after the target (skip
-        connections that jump over it read the cached tensors). Without that split (a shared
-        layer), no overrides: every copy runs the whole network."""
-        upstream = graph.upstream_of(self.model, self.layer)
-        if upstream is None:
-            return lambda images: None
-        cached: dict[int, object] = {}
-
-        def record(key):
-            def fn(call, *args, **kwargs):
-                cached[key] = call(*args, **kwargs)
-                return cached[key]
-            return fn
-
-        self.forward(inputs, overrides={key: record(key) for key in upstream | {id(self.layer)}})
-
-        def overrides(images):
-            def cached_rows(key):
-                return lambda call, *args, **kwargs: tf.nest.map_structure(
-                    lambda t: tf.gather(t, images), cached[key])
-            return {key: cached_rows(key) for key in cached}
-
-        return overrides
+        self.perturbation_batch_size = perturb.chunk_option(perturbation_batch_size, batch_size)
 
     def channel_weights(self, ctx: Context) -> tf.Tensor:
         acts = ctx.activations
-        channels = perturb.static_channels(acts, self.layer_ref.path)
+        channels = perturb.static_channels(acts, self.layer_names)
         spatial = acts.shape.rank - 2
 
-        def ablated_scores(images, ks):
+        def ablated_scores(rows, ks):
             # [B, 1.., K]: True at the channel each copy loses
             off = tf.one_hot(ks, channels, on_value=True, off_value=False, dtype=tf.bool)
             off = tf.reshape(off, tf.concat([tf.shape(off)[:1], [1] * spatial, [channels]], 0))
+            return ctx.rescore_activations(lambda a: tf.where(off, tf.zeros_like(a), a), rows)
 
-            def ablate(a):
-                return tf.where(off, tf.zeros_like(a), a)
-
-            inputs = [tf.gather(x, images) for x in ctx.inputs]
-            _, outputs = self.forward(inputs, on_activation=ablate, overrides=replay(images))
-            return self._select_like(outputs, ctx, images)
-
-        replay = self._replay(ctx.inputs)
-
-        ablated = perturb.per_channel(ablated_scores, tf.shape(acts)[0], channels, self.batch_size)
+        ablated = perturb.per_channel(ablated_scores, tf.shape(acts)[0], channels,
+                                      self.perturbation_batch_size)
         y = ctx.scores[:, None]
         return (y - ablated) / tf.maximum(tf.abs(y), EPSILON)

@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import keras
 import tensorflow as tf
 
-from tf_gradcam.core import graph, layers
-from tf_gradcam.core.engine import Context, Explainer
+from tf_gradcam.choose import tensors
+from tf_gradcam.choose.targets import Plan
+from tf_gradcam.engine import graph
+from tf_gradcam.engine.context import Context
+from tf_gradcam.engine.explainer import Explainer, ExplainerOptions
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 L = keras.layers
 
@@ -103,8 +110,9 @@ class CAM(Explainer):
     name = "cam"
     uses_gradients = False
 
-    def __init__(self, model: keras.Model, layer: layers.LayerLike = None, **options) -> None:
-        layers.check_built(model)
+    def __init__(self, model: keras.Model, layer: tensors.LayerSpec = None,
+                 **options: Unpack[ExplainerOptions]) -> None:
+        tensors.check_built(model)
         heads = find_heads(model)
         if layer is None and heads:
             layer = heads[-1].features[0]
@@ -123,17 +131,19 @@ class CAM(Explainer):
             paths = {id(lyr): path for path, lyr, _ in graph.walk(self.model)}
             feeders = ", ".join(repr(paths.get(id(h.features[0]), h.features[0].name))
                                 for h in heads)
-            return msg + (f"Layer {self.layer_ref.path!r} is not pooled by it; the layer that is: "
+            return msg + (f"Layer {self.layer_names!r} is not pooled by it; the layer that is: "
                           f"{feeders}.")
         return msg + (f"Model {self.model.name!r} has no such head (e.g. it flattens before "
                       "its classifier). Use tfg.GradCAM, which needs no particular architecture "
                       "(and equals CAM up to a constant on this one).")
 
-    def channel_weights(self, ctx: Context) -> tf.Tensor:
-        if ctx.score_fn is not None:
+    def check_plan(self, plan: Plan) -> None:
+        if plan.fn is not None:
             raise ValueError(
                 "CAM weights the channels by the classifier's kernel column of a class, so it "
                 "needs class targets (None, an int or one int per sample), not a callable."
             )
+
+    def channel_weights(self, ctx: Context) -> tf.Tensor:
         kernel = tf.cast(self.head.dense.kernel, tf.float32)  # [K, classes]
         return tf.gather(tf.transpose(kernel), ctx.targets)  # [N, K]

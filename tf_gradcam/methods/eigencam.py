@@ -5,7 +5,8 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from tf_gradcam.core.engine import Context, Explainer
+from tf_gradcam.engine.context import Context
+from tf_gradcam.engine.explainer import Explainer
 
 
 class EigenCAM(Explainer):
@@ -36,9 +37,6 @@ class EigenCAM(Explainer):
     def __init__(self, model: keras.Model, layer=None, *, center: bool = True, **options) -> None:
         self.center = bool(center)
         super().__init__(model, layer, **options)
-
-    def channel_weights(self, ctx: Context) -> None:
-        return None
 
     def combine(self, ctx: Context, weights: None) -> tf.Tensor:
         shape = tf.shape(ctx.activations)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from tf_gradcam.core.engine import Context, Explainer
+from tf_gradcam.engine.context import Context
+from tf_gradcam.engine.explainer import Explainer
 
 
 class GradCAMPlusPlus(Explainer):

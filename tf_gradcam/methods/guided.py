@@ -1,5 +1,5 @@
-"""Guided backpropagation (Springenberg et al., ICLR Workshop 2015, arXiv:1412.6806) and
-Guided Grad-CAM (Selvaraju et al., ICCV 2017, arXiv:1610.02391).
+"""Guided backpropagation (Springenberg et al., ICLR Workshop 2015, arXiv:1412.6806), and the
+guided ReLUs that Guided Grad-CAM (``guided_gradcam.py``) shares.
 
 The guided ReLUs are engine overrides (``id(layer) -> fn(call, *args, **kwargs)``) used for one
 forward pass: the user's layers, their activations and weights are never touched. A ReLU is found
@@ -12,14 +12,18 @@ hidden inside a custom layer's ``call`` are not reached and backpropagate as usu
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import keras
 import tensorflow as tf
 
-from tf_gradcam.core import graph, resize
-from tf_gradcam.core.engine import Context, Explainer
-from tf_gradcam.methods.gradcam import GradCAM
+from tf_gradcam.choose.tensors import LayerSpec
+from tf_gradcam.engine import graph
+from tf_gradcam.engine.context import Context
+from tf_gradcam.engine.explainer import Explainer, ExplainerOptions
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 _RELUS = ("relu", "relu6")
 
@@ -74,27 +78,6 @@ def guided_overrides(model: keras.Model) -> dict:
     return overrides
 
 
-def guided_gradients(explainer: Explainer, overrides: dict, inputs: list, score_fn,
-                     target_arg: tf.Tensor) -> tuple:
-    """One forward pass with guided ReLUs; ``(gradients [N, *input shape] float32 of the score
-    w.r.t. the spatial input, outputs, scores [N], targets [N])``."""
-    inputs = list(inputs)
-    x = inputs[explainer._spatial_input]
-    with tf.GradientTape(watch_accessed_variables=False) as tape:
-        tape.watch(x)
-        _, outputs = explainer.forward(inputs, overrides=overrides)
-        scores, chosen = explainer._select(outputs, score_fn, target_arg)
-        objective = -scores if explainer.counterfactual else scores
-    grads = tape.gradient(objective, x)
-    if grads is None:
-        raise ValueError(
-            f"The explained score has no gradient with respect to the model input of dtype "
-            f"{x.dtype.name} and shape {x.shape}; guided backpropagation needs a float input "
-            "that the score depends on."
-        )
-    return tf.cast(grads, tf.float32), outputs, tf.cast(scores, tf.float32), chosen
-
-
 def magnitude(grads: tf.Tensor, spatial: int) -> tf.Tensor:
     """``[N, *S]`` per-position magnitude of ``[N, *S, ...]``: the max of ``|g|`` over the
     channel (and any further) axes, as in Simonyan et al.'s saliency maps."""
@@ -119,58 +102,15 @@ class GuidedBackprop(Explainer):
     name = "guidedbackprop"
     uses_layer = False
 
-    def __init__(self, model, layer=None, **options) -> None:
+    def __init__(self, model: keras.Model, layer: LayerSpec = None,
+                 **options: Unpack[ExplainerOptions]) -> None:
         super().__init__(model, layer, **options)
         self._guided = guided_overrides(model)
 
-    def gradients_and_activations(self, inputs: list, score_fn, target_arg) -> Context:
-        """The "activations" of a layer-less method are the explained input itself."""
-        grads, outputs, scores, chosen = guided_gradients(
-            self, self._guided, inputs, score_fn, target_arg)
-        return Context(
-            inputs=list(inputs),
-            activations=tf.cast(inputs[self._spatial_input], tf.float32),
-            gradients=grads,
-            targets=chosen,
-            scores=scores,
-            outputs=outputs,
-            score_fn=score_fn,
-            target_arg=target_arg,
-        )
+    def overrides(self) -> dict:
+        return self._guided
 
     def compute(self, ctx: Context) -> tf.Tensor:
+        assert ctx.gradients is not None  # a gradient method
         ctx.extras["gradients"] = ctx.gradients
         return magnitude(ctx.gradients, ctx.gradients.shape.rank - 2)
-
-
-class GuidedGradCAM(GradCAM):
-    r"""Guided Grad-CAM: guided backpropagation times the upsampled Grad-CAM map, elementwise.
-
-    .. math::
-        G^c = R_{\mathrm{guided}} \odot \mathrm{Up}(L^c_{\mathrm{Grad\text{-}CAM}}) / \max
-
-    The Grad-CAM map (ordinary gradients) is upsampled to the input and scaled into ``[0, 1]``
-    (exactly :class:`GradCAM`'s heatmap), then multiplies every input channel of the guided
-    gradients (a second forward/backward pass, with guided ReLUs). The result holds:
-
-    * ``extras["gradients"]``: ``[N, *input shape]`` that product, signed;
-    * ``heatmaps``: its per-pixel magnitude ``max_c |.|``, scaled into ``[0, 1]``;
-    * ``raw`` and ``weights``: Grad-CAM's map at the layer's resolution and its channel weights.
-    """
-
-    name = "guidedgradcam"
-
-    def __init__(self, model, layer=None, **options) -> None:
-        super().__init__(model, layer, **options)
-        self._guided = guided_overrides(model)
-
-    def heatmap(self, ctx: Context, raw: tf.Tensor) -> tf.Tensor:
-        cam = resize.scale_by_max(super().heatmap(ctx, raw))  # [N, *input spatial] in [0, 1]
-        grads, _, _, _ = guided_gradients(self, self._guided, ctx.inputs, ctx.score_fn,
-                                          ctx.target_arg)
-        spatial = cam.shape.rank - 1
-        cam = tf.reshape(cam, tf.concat(
-            [tf.shape(cam), tf.ones([grads.shape.rank - 1 - spatial], tf.int32)], 0))
-        product = grads * cam
-        ctx.extras["gradients"] = product
-        return magnitude(product, spatial)

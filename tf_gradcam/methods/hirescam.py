@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from tf_gradcam.core.engine import Context, Explainer
+from tf_gradcam.engine.context import Context
+from tf_gradcam.engine.explainer import Explainer
 
 
 class HiResCAM(Explainer):
@@ -23,9 +24,6 @@ class HiResCAM(Explainer):
     """
 
     name = "hirescam"
-
-    def channel_weights(self, ctx: Context) -> None:
-        return None
 
     def combine(self, ctx: Context, weights: None) -> tf.Tensor:
         return tf.nn.relu(tf.reduce_sum(ctx.gradients * ctx.activations, axis=-1))

@@ -5,8 +5,9 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from tf_gradcam.core import resize
-from tf_gradcam.core.engine import Context, Explainer
+from tf_gradcam.engine import resize
+from tf_gradcam.engine.context import Context
+from tf_gradcam.engine.explainer import Explainer
 
 
 class LayerCAM(Explainer):
@@ -35,9 +36,6 @@ class LayerCAM(Explainer):
             raise ValueError(f"gamma must be positive, got {gamma!r}.")
         self.gamma = float(gamma)
         super().__init__(model, layer, **options)
-
-    def channel_weights(self, ctx: Context) -> None:
-        return None
 
     def combine(self, ctx: Context, weights: None) -> tf.Tensor:
         return tf.nn.relu(tf.reduce_sum(tf.nn.relu(ctx.gradients) * ctx.activations, axis=-1))

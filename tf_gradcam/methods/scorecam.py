@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import keras
 import tensorflow as tf
 
-from tf_gradcam.core import graph, perturb, resize
-from tf_gradcam.core import targets as targets_lib
-from tf_gradcam.core.engine import Context, Explainer
+from tf_gradcam.choose.tensors import LayerSpec
+from tf_gradcam.engine import perturb, resize
+from tf_gradcam.engine.context import Context
+from tf_gradcam.engine.explainer import Explainer, ExplainerOptions
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 
 class ScoreCAM(Explainer):
@@ -44,19 +50,21 @@ class ScoreCAM(Explainer):
     ``score="logits"``); the weights are in ``Explanation.weights``.
 
     Args:
-        batch_size: masked inputs per forward pass. The ``N * K`` masked inputs are made and
-            scored this many at a time inside the compiled step, so memory is bounded by it,
-            not by the number of channels (2048 for ResNet50).
+        perturbation_batch_size: masked inputs per forward pass. The ``N * K`` masked inputs
+            are made and scored this many at a time inside the compiled step, so memory is
+            bounded by it, not by the number of channels (2048 for ResNet50). (``batch_size``,
+            its former name, is still accepted, with a deprecation warning.)
         baseline: subtract the baseline's score (CIC) from every weight.
     """
 
     name = "scorecam"
     uses_gradients = False
 
-    def __init__(self, model, layer=None, *, batch_size: int = perturb.DEFAULT_CHUNK,
-                 baseline: bool = False, **options) -> None:
+    def __init__(self, model: keras.Model, layer: LayerSpec = None, *,
+                 perturbation_batch_size: int = perturb.DEFAULT_CHUNK, baseline: bool = False,
+                 batch_size: int | None = None, **options: Unpack[ExplainerOptions]) -> None:
         super().__init__(model, layer, **options)
-        spec = self._input_specs[self._spatial_input]
+        spec = self.input_specs[self.spatial_input]
         if not spec.dtype.is_floating:
             # Scaling token ids by a mask turns them into other tokens, not a weaker signal.
             raise ValueError(
@@ -64,51 +72,32 @@ class ScoreCAM(Explainer):
                 f"{spec.dtype.name} values (token ids?). Explain a float input, e.g. a model "
                 "that starts at the embedding output, or use a gradient method."
             )
-        self.batch_size = perturb.check_chunk(batch_size)
+        self.perturbation_batch_size = perturb.chunk_option(perturbation_batch_size, batch_size)
         self.baseline = bool(baseline)
-        self._to_probability = _probability_of_logits(model)
 
     def channel_weights(self, ctx: Context) -> tf.Tensor:
         acts = ctx.activations
         rank = acts.shape.rank
-        channels = perturb.static_channels(acts, self.layer_ref.path)
-        per_map = tf.transpose(acts, [0, rank - 1] + list(range(1, rank - 1)))  # [N, K, *S]
-        x_at = self._spatial_input
+        channels = perturb.static_channels(acts, self.layer_names)
+        per_map = tf.transpose(acts, [0, rank - 1] + list(range(1, rank - 1)))  # [M, K, *S]
+        x_at = self.spatial_input
         size = tf.shape(ctx.inputs[x_at])[1: rank - 1]
 
-        def masked_scores(images, ks):
-            maps = tf.gather_nd(per_map, tf.stack([images, ks], axis=1))  # [B, *S]
+        def masked_scores(rows, ks):
+            maps = tf.gather_nd(per_map, tf.stack([rows, ks], axis=1))  # [B, *S]
             masks = _min_max(resize.upsample(maps, size))  # [B, *input spatial] in [0, 1]
-            inputs = [tf.gather(x, images) for x in ctx.inputs]
+            inputs = [tf.gather(x, rows) for x in ctx.inputs]
             inputs[x_at] = _mask(inputs[x_at], masks)
-            return self._probability(inputs, ctx, images)
+            return ctx.rescore_inputs(inputs, rows, probability=True)
 
-        weights = perturb.per_channel(masked_scores, tf.shape(acts)[0], channels, self.batch_size)
+        weights = perturb.per_channel(masked_scores, tf.shape(acts)[0], channels,
+                                      self.perturbation_batch_size)
         if self.baseline:
             inputs = list(ctx.inputs)
             inputs[x_at] = tf.zeros_like(inputs[x_at])
-            base = self._probability(inputs, ctx, tf.range(tf.shape(acts)[0]))
+            base = ctx.rescore_inputs(inputs, tf.range(tf.shape(acts)[0]), probability=True)
             weights = weights - base[:, None]
         return weights
-
-    def _probability(self, inputs: list, ctx: Context, images: tf.Tensor) -> tf.Tensor:
-        """``[M]`` Score-CAM scores of ``inputs``; row ``i`` explains sample ``images[i]``."""
-        _, outputs = self.forward(inputs)
-        if ctx.score_fn is None and self.score == "logits":
-            outputs = self._to_probability(tf.cast(outputs, tf.float32))
-        return self._select_like(outputs, ctx, images)
-
-
-def _probability_of_logits(model: keras.Model):
-    """Softmax over the classes, or an elementwise sigmoid for a sigmoid (or one-logit) output."""
-    squashing = targets_lib.logit_overrides(model)
-    sigmoid = [
-        getattr(getattr(layer, "activation", None), "__name__", "") == "sigmoid"
-        for _, layer, _ in graph.walk(model) if id(layer) in squashing
-    ]
-    if (sigmoid and all(sigmoid)) or (not sigmoid and targets_lib.output_classes(model) == 1):
-        return tf.math.sigmoid
-    return lambda logits: tf.nn.softmax(logits, axis=-1)
 
 
 def _min_max(maps: tf.Tensor) -> tf.Tensor:

@@ -95,7 +95,8 @@ def plot(
         )
     if max_images is None:
         max_images = heatmaps.shape[0]
-    if isinstance(max_images, bool) or not isinstance(max_images, (int, np.integer)) or max_images < 1:
+    if isinstance(max_images, bool) or not isinstance(max_images, (int, np.integer)) or (
+            max_images < 1):
         raise ValueError(f"max_images must be an int >= 1 or None, got {max_images!r}")
     a = _check_alpha(alpha)
     cmap = get_colormap(colormap)

@@ -116,3 +116,18 @@ def write_png(path: str | os.PathLike, image: np.ndarray | bytes) -> None:
     data = image if isinstance(image, bytes) else encode_png(image)
     with open(path, "wb") as f:
         f.write(data)
+
+
+def write_animations(frames: dict, png_dir: str, n_probes: int, kinds: Sequence[str],
+                     duration_ms: int) -> None:
+    """Per ``(probe, label)``, its captioned frames as ``probe_01_<label>.gif`` and/or one
+    ``probe_01_<label>_epochs.png`` grid (``kinds``: ``"gif"``, ``"grid"``) in ``png_dir``."""
+    os.makedirs(png_dir, exist_ok=True)
+    width = max(2, len(str(max(n_probes - 1, 0))))
+    for (probe, label), captioned in sorted(frames.items()):
+        pictures = [with_caption(img, text) for text, img in captioned]
+        stem = os.path.join(png_dir, f"probe_{probe:0{width}d}_{label}")
+        if "gif" in kinds:
+            write_gif(stem + ".gif", pictures, duration_ms)
+        if "grid" in kinds:
+            write_png(stem + "_epochs.png", tile(pictures, min(len(pictures), 10)))

@@ -2,26 +2,23 @@
 
 from __future__ import annotations
 
-import inspect
 import os
 from collections import defaultdict
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from tf_gradcam.core.checks import positive_int
-from tf_gradcam.core.engine import Explainer, dataset_inputs
-from tf_gradcam.core.targets import normalize as normalize_targets
+from tf_gradcam.choose import targets as targets_lib
+from tf_gradcam.engine.checks import positive_int
+from tf_gradcam.engine.explainer import Explainer
 from tf_gradcam.explanation import Explanation
 from tf_gradcam.render.overlay import get_colormap
-from tf_gradcam.training import _images
+from tf_gradcam.training import _images, probes
 from tf_gradcam.training.tensorboard import class_label, log_heatmaps
 
 __all__ = ["GradCAMCallback"]
-
-_ANIMATIONS = ("gif", "grid")
 
 
 class GradCAMCallback(keras.callbacks.Callback):
@@ -149,7 +146,7 @@ class GradCAMCallback(keras.callbacks.Callback):
                 f"with targets={targets!r}. Pass one of them."
             )
         self.batch_size = None if batch_size is None else positive_int(batch_size, "batch_size")
-        self.method_class = _method_class(method)
+        self.method_class = probes.method_class(method)
         if method_options is None:
             method_options = {}
         if not isinstance(method_options, dict):
@@ -161,7 +158,7 @@ class GradCAMCallback(keras.callbacks.Callback):
                 f"method_options {sorted(method_options)} may not set 'model' or 'layer': the "
                 "callback's model is explained; pass layer= to the callback."
             )
-        _check_options(self.method_class, method_options)
+        probes.check_options(self.method_class, method_options)
         self.method_options = dict(method_options)
         one = (str, keras.layers.Layer)
         several = isinstance(layer, (list, tuple)) and layer and all(
@@ -196,7 +193,7 @@ class GradCAMCallback(keras.callbacks.Callback):
         self.log_dir = None if log_dir is None else os.fspath(log_dir)
         self.subdir = subdir or ""
         self.png_dir = None if png_dir is None else os.fspath(png_dir)
-        self.animation = _animations(animation)
+        self.animation = probes.animations(animation)
         if self.animation and self.png_dir is None:
             raise ValueError(
                 f"animation={animation!r} writes its files into png_dir: give png_dir."
@@ -204,31 +201,19 @@ class GradCAMCallback(keras.callbacks.Callback):
         self.frame_duration_ms = positive_int(frame_duration_ms, "frame_duration_ms")
         self.log_bare_heatmaps = bool(log_heatmaps)
         self.log_grid = bool(log_grid)
-        if callable(targets) and not isinstance(targets, (np.ndarray, list, tuple)):
-            self._target_fn: Callable | None = targets
-        else:
-            self._target_fn = None
-            if targets is not None and not isinstance(targets, (int, np.integer)):
-                given = targets
-                try:
-                    targets = np.asarray(targets)
-                except ValueError:  # ragged rows
-                    targets = np.asarray(None)
-                if targets.ndim not in (1, 2) or not np.issubdtype(targets.dtype, np.integer):
-                    raise ValueError(
-                        "targets must be None, an int, N ints, an [N, k] array of ints or a "
-                        f"callable; got {given!r}."
-                    )
-            elif isinstance(targets, bool):
-                raise ValueError(f"targets must be a class index, not {targets!r}.")
+        if targets is not None and not callable(targets):
+            try:  # the form now; the range and the count against the model in on_train_begin
+                targets_lib.class_indices(targets, None, None)
+            except (ValueError, TypeError) as err:
+                raise ValueError(f"{err} (got targets={targets!r})") from None
         self.targets = targets
 
         # The probes are taken now, once: a dataset is never iterated again.
         self._from_dataset = isinstance(inputs, tf.data.Dataset)
-        self._raw_inputs, raw_labels = _take_probes(inputs, self.max_probes)
+        self._raw_inputs, raw_labels = probes.take_probes(inputs, self.max_probes)
         if labels is not None:
             raw_labels = labels
-        self._n = _count(self._raw_inputs)
+        self._n = probes.count_of(self._raw_inputs)
         # Labels become targets only on a multi-class classifier, which on_train_begin knows;
         # a regression target, a mask or a binary 0/1 label is kept but never read as a class.
         self._raw_labels = raw_labels
@@ -274,7 +259,7 @@ class GradCAMCallback(keras.callbacks.Callback):
                 f"GradCAMCallback logs 2D maps as images, but the maps are drawn over the model "
                 f"input of shape {tuple(spec.shape)}: an image input [N, H, W, C] is needed."
             )
-        if self._from_dataset and _rank(self._raw_inputs) == spec.shape.rank - 1:
+        if self._from_dataset and probes.rank_of(self._raw_inputs) == spec.shape.rank - 1:
             raise ValueError(
                 "GradCAMCallback's probe dataset yields single samples of shape "
                 f"{np.shape(tf.nest.flatten(self._raw_inputs)[0])[1:]}...: batch it first, "
@@ -284,12 +269,16 @@ class GradCAMCallback(keras.callbacks.Callback):
             arrays = explainer.prepare_inputs(self._raw_inputs)
         except ValueError as err:
             raise ValueError(f"GradCAMCallback's probe inputs do not fit the model: {err}") from err
-        probe_ids, target_arg, row_labels = self._rows(explainer.num_classes)
-        self._probe_ids = probe_ids
-        self._row_labels = row_labels
-        self._target_arg = None if target_arg is None else tf.constant(target_arg, tf.int32)
-        self._probe_tensors = [tf.constant(a) for a in arrays]
-        self._row_tensors = [tf.constant(a[probe_ids]) for a in arrays]
+        self._probe_arrays = arrays
+        self._targets = self._targets_for(explainer.num_classes)
+        try:
+            plan = targets_lib.resolve(self._targets, explainer.head_info, self._n,
+                                       top_k=self.top_k)
+            explainer.check_plan(plan)
+        except (ValueError, TypeError) as err:
+            raise ValueError(f"GradCAMCallback's targets do not fit the model: {err}") from err
+        self._probe_ids = np.repeat(np.arange(self._n), plan.k)
+        self._row_labels = self._labels_of(plan)
         if self._display_source is not None:
             display = self._display_source
         else:
@@ -300,18 +289,6 @@ class GradCAMCallback(keras.callbacks.Callback):
                 f"display_images are {self._display.shape[1:3]} pixels but the probes "
                 f"{arrays[explainer.spatial_input].shape[1:3]}."
             )
-        self._rank_fn = None
-        if self.top_k is not None and self.top_k > 1:
-            if explainer.num_classes is None:
-                raise ValueError(
-                    f"top_k={self.top_k} needs a model with one [N, classes] output; this model's "
-                    f"outputs are {[tuple(o.shape) for o in self.model.outputs]}."
-                )
-            if self.top_k > explainer.num_classes:
-                raise ValueError(
-                    f"top_k={self.top_k} is more than the model's {explainer.num_classes} classes."
-                )
-            self._rank_fn = _ranker(self.model, explainer.input_specs, self.top_k)
         if self.class_names is not None and explainer.num_classes is not None and len(
                 self.class_names) != explainer.num_classes:
             raise ValueError(
@@ -327,42 +304,27 @@ class GradCAMCallback(keras.callbacks.Callback):
             self.explainer = None
             raise ValueError(f"GradCAMCallback cannot explain or draw the probes: {err}") from err
 
-    def _rows(self, num_classes: int | None):
-        """``(probe index per row, class per row or None for top-k, tag ending per row)``."""
-        n = self._n
-        if self._target_fn is not None:
-            return np.arange(n), np.zeros(n, np.int32), ["score"] * n
+    def _targets_for(self, num_classes: int | None) -> Any:
+        """The targets to resolve: the user's, else the labels on a multi-class classifier (a
+        regression target, a mask or a binary 0/1 label is kept but never read as a class)."""
+        if (self.targets is None and self.top_k is None and self._raw_labels is not None
+                and num_classes is not None and num_classes > 1):
+            try:
+                return targets_lib.label_classes(self._raw_labels, num_classes, self._n)
+            except ValueError as err:
+                raise ValueError(f"GradCAMCallback's labels do not fit the model: {err}") from err
+        return self.targets
+
+    def _labels_of(self, plan: targets_lib.Plan) -> list[str]:
+        """The tag ending of each row: ``top`` / ``top_j`` where the class is the prediction
+        (so tags stay stable across epochs), ``score`` for a callable, else the class."""
+        if plan.fn is not None:
+            return ["score"] * self._n
+        assert plan.classes is not None
+        codes = plan.rows(0, self._n).reshape(-1)
         if self.top_k is not None and self.top_k > 1:
-            k = self.top_k
-            labels = [f"top_{j + 1}" for _ in range(n) for j in range(k)]
-            return np.repeat(np.arange(n), k), None, labels
-        if self.top_k == 1:
-            return np.arange(n), np.full(n, -1, np.int32), ["top"] * n
-        targets = self.targets
-        if targets is None and self._raw_labels is not None and (num_classes or 0) > 1:
-            targets = _sparse_labels(self._raw_labels, n)
-        if targets is None:
-            if num_classes is None:
-                raise ValueError(
-                    "The model has no single [N, classes] output, so there is no top class to "
-                    "explain: pass targets=lambda outputs: <one score per sample>."
-                )
-            return np.arange(n), np.full(n, -1, np.int32), ["top"] * n
-        if isinstance(targets, np.ndarray) and targets.ndim == 2:
-            if len(targets) != n:
-                raise ValueError(
-                    f"targets has {len(targets)} rows for {n} probes: give one row per probe."
-                )
-            probe_ids = np.repeat(np.arange(n), targets.shape[1])
-            flat = targets.reshape(-1)
-        else:
-            probe_ids = np.arange(n)
-            flat = targets
-        try:
-            chosen = normalize_targets(flat, len(probe_ids), num_classes)
-        except (ValueError, TypeError) as err:
-            raise ValueError(f"GradCAMCallback's targets do not fit the model: {err}") from err
-        return probe_ids, chosen, [class_label(t, self.class_names) for t in chosen]
+            return [f"top_{-int(c)}" for c in codes]
+        return ["top" if c < 0 else class_label(int(c), self.class_names) for c in codes]
 
     # ------------------------------------------------------------------ logging
     def on_epoch_end(self, epoch, logs=None):
@@ -384,32 +346,18 @@ class GradCAMCallback(keras.callbacks.Callback):
             self.log(done, folder=f"batch_{done:06d}", caption=f"batch {done}")
 
     def explain(self) -> Explanation:
-        """Explain the probes with the model's current weights (one compiled step per chunk)."""
+        """Explain the probes with the model's current weights (one compiled step per chunk).
+
+        One row per probe and class, in probe order (``k`` rows per probe for ``k`` classes)."""
         if self.explainer is None:
             raise RuntimeError("The callback has no explainer before on_train_begin (model.fit).")
-        if self._rank_fn is not None:
-            target_arg = tf.reshape(self._rank_fn(self._probe_tensors), [-1])
-        else:
-            target_arg = self._target_arg
-        m = len(self._probe_ids)
-        bs = self.batch_size or 32
-        parts = []
-        for start in range(0, m, bs):
-            chunk = [t[start: start + bs] for t in self._row_tensors]
-            out = self.explainer.explain_batch(chunk, target_arg[start: start + bs],
-                                               self._target_fn)
-            parts.append({k: v.numpy() for k, v in out.items()})
+        parts = list(self.explainer.run(self._probe_arrays, self._targets, top_k=self.top_k,
+                                        batch_size=self.batch_size))
         merged = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-        return Explanation(
-            heatmaps=merged.pop("heatmaps").astype(np.float32),
-            raw=merged.pop("raw").astype(np.float32),
-            targets=merged.pop("targets").astype(np.int64),
-            scores=merged.pop("scores").astype(np.float32),
-            weights=merged.pop("weights", None),
-            extras=merged,
-            method=self.explainer.name,
-            layer=", ".join(ref.path for ref in self.explainer.layer_refs),
-        )
+        if merged["targets"].ndim == 2:  # [N, k, ...] -> one row per (probe, class)
+            merged = {k: v.reshape((-1,) + v.shape[2:]) for k, v in merged.items()}
+        return Explanation.from_arrays(merged, method=self.explainer.name,
+                                       layer=self.explainer.layer_names)
 
     def log(self, step: int, *, folder: str | None = None, caption: str | None = None) -> None:
         """Explain the probes now and write the pictures at ``step`` to every sink."""
@@ -419,7 +367,7 @@ class GradCAMCallback(keras.callbacks.Callback):
             out = os.path.join(self.png_dir, folder or f"step_{step:06d}")
             os.makedirs(out, exist_ok=True)
             for item in logged:
-                _images.write_png(os.path.join(out, _file_name(item)), item.png)
+                _images.write_png(os.path.join(out, probes.file_name(item)), item.png)
         if self.animation:
             for item in logged:
                 if item.kind == "overlay":
@@ -448,149 +396,6 @@ class GradCAMCallback(keras.callbacks.Callback):
         if self._writer is not None:
             self._writer.close()
             self._writer = None
-        if not self.animation or not self._frames:
-            return
-        os.makedirs(self.png_dir, exist_ok=True)
-        width = max(2, len(str(max(self._n - 1, 0))))
-        for (probe, label), frames in sorted(self._frames.items()):
-            pictures = [_images.with_caption(img, text) for text, img in frames]
-            stem = os.path.join(self.png_dir, f"probe_{probe:0{width}d}_{label}")
-            if "gif" in self.animation:
-                _images.write_gif(stem + ".gif", pictures, self.frame_duration_ms)
-            if "grid" in self.animation:
-                _images.write_png(stem + "_epochs.png",
-                                  _images.tile(pictures, min(len(pictures), 10)))
-
-
-# ---------------------------------------------------------------------- helpers
-def _method_class(method: Any) -> type[Explainer]:
-    if isinstance(method, type):
-        if not issubclass(method, Explainer):
-            raise ValueError(
-                f"method must be a method name or an Explainer subclass, got {method!r}."
-            )
-        return method
-    if isinstance(method, str):
-        from tf_gradcam.api import get_method
-
-        return get_method(method)
-    raise ValueError(
-        f"method must be a method name or an Explainer subclass, got {method!r}."
-    )
-
-
-def _check_options(cls: type, options: dict) -> None:
-    params = inspect.signature(cls.__init__).parameters
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        return
-    unknown = sorted(set(options) - set(params))
-    if unknown:
-        known = sorted(p for p in params if p not in ("self", "model", "layer"))
-        raise ValueError(
-            f"method_options {unknown} are not options of {cls.__name__}; it takes {known}."
-        )
-
-
-def _animations(animation: Any) -> tuple[str, ...]:
-    if animation is None or animation is False:
-        return ()
-    kinds = (animation,) if isinstance(animation, str) else tuple(animation)
-    bad = [k for k in kinds if k not in _ANIMATIONS]
-    if bad or not kinds:
-        raise ValueError(
-            f"animation must be 'gif', 'grid', a list of both, or None; got {animation!r}."
-        )
-    return kinds
-
-
-def _to_numpy(x: Any) -> Any:
-    return tf.nest.map_structure(lambda t: t.numpy() if hasattr(t, "numpy") else np.asarray(t), x)
-
-
-def _take_probes(inputs: Any, max_probes: int) -> tuple[Any, Any]:
-    """``(inputs, labels or None)`` as NumPy; a dataset's first ``max_probes`` samples."""
-    if isinstance(inputs, tf.data.Dataset):
-        xs, ys, count = [], [], 0
-        for element in inputs.take(max_probes):
-            element = _to_numpy(element)
-            x = dataset_inputs(element, 1) if isinstance(element, tuple) else element
-            y = element[1] if isinstance(element, tuple) and len(element) > 1 else None
-            if y is not None and np.ndim(y) == 0:
-                raise ValueError(
-                    "The probe dataset yields single (x, y) samples, not batches: batch it "
-                    "first, e.g. dataset.batch(16).")
-            xs.append(x)
-            ys.append(y)
-            count += _count(x)
-            if count >= max_probes:
-                break
-        if not xs:
-            raise ValueError("The probe dataset is empty: it yielded no batch.")
-        x = tf.nest.map_structure(lambda *parts: np.concatenate(parts)[:max_probes], *xs)
-        y = None if any(v is None for v in ys) else np.concatenate(ys)[:max_probes]
-        return x, y
-    if isinstance(inputs, tuple):
-        if len(inputs) not in (2, 3):
-            raise ValueError(
-                "A tuple of probes must be (x, y) or (x, y, sample_weight); got "
-                f"{len(inputs)} items. "
-                "Pass a list for a model with several inputs."
-            )
-        return _to_numpy(inputs[0]), _to_numpy(inputs[1])
-    if inputs is None:
-        raise ValueError("inputs (the probe images) are required.")
-    return _to_numpy(inputs), None
-
-
-def _count(x: Any) -> int:
-    leaves = tf.nest.flatten(x)
-    if not leaves or np.ndim(leaves[0]) == 0:
-        raise ValueError(
-            "The probe inputs must be arrays with a batch axis first, e.g. [N, H, W, C]."
-        )
-    n = len(leaves[0])
-    if n == 0:
-        raise ValueError("The probe inputs hold no samples.")
-    return n
-
-
-def _rank(x: Any) -> int:
-    return np.ndim(tf.nest.flatten(x)[0])
-
-
-def _sparse_labels(labels: Any, n: int) -> np.ndarray:
-    """``[n] int64`` class indices from sparse ``[n]``/``[n, 1]`` or one-hot ``[n, C]`` labels."""
-    y = np.asarray(labels)
-    if y.ndim == 2 and y.shape[1] > 1:
-        y = np.argmax(y, axis=1)
-    elif y.ndim == 2:
-        y = y[:, 0]
-    if y.ndim != 1 or len(y) != n:
-        raise ValueError(
-            f"labels must be [{n}] class indices or [{n}, classes] one-hot, one per probe; got "
-            f"shape {np.shape(labels)}."
-        )
-    if not np.issubdtype(y.dtype, np.integer):
-        if not np.issubdtype(y.dtype, np.floating) or not np.all(np.mod(y, 1) == 0):
-            raise ValueError(f"labels must be class indices (integers); got {y[:5]!r}...")
-        y = y.astype(np.int64)
-    return y.astype(np.int64)
-
-
-def _ranker(model: keras.Model, specs: list, k: int):
-    """A compiled ``inputs -> [N, k]`` int32 of the top-k classes (inference mode)."""
-
-    def rank(inputs):
-        x = inputs[0] if len(inputs) == 1 else list(inputs)
-        outputs = model(x, training=False)
-        return tf.math.top_k(tf.cast(outputs, tf.float32), k=k).indices
-
-    return tf.function(rank, input_signature=[specs], reduce_retracing=True, autograph=False)
-
-
-def _file_name(item) -> str:
-    if item.kind == "grid":
-        return "grid.png"
-    probe = item.tag.split("/")[1]
-    suffix = "_heatmap" if item.kind == "heatmap" else ""
-    return f"{probe}_{item.label}{suffix}.png"
+        if self.animation and self._frames:
+            _images.write_animations(self._frames, self.png_dir, self._n, self.animation,
+                                     self.frame_duration_ms)

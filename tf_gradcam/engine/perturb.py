@@ -9,19 +9,30 @@ order and scored ``chunk`` at a time by a ``tf.while_loop`` that runs one chunk 
 
 from __future__ import annotations
 
+import warnings
 from typing import Callable
 
 import tensorflow as tf
 
-from tf_gradcam.core import checks
+from tf_gradcam.engine import checks
 
 #: Default number of perturbed inputs per forward pass.
 DEFAULT_CHUNK = 32
 
 
-def check_chunk(batch_size: int) -> int:
-    """``batch_size`` (perturbed inputs per forward pass) as a positive int, or a ValueError."""
-    return checks.positive_int(batch_size, "batch_size")
+def chunk_option(perturbation_batch_size: int, batch_size: int | None = None) -> int:
+    """The perturbed inputs per forward pass as a positive int (or a ValueError).
+
+    ``batch_size`` is the option's name before 0.2, when it clashed with the call's
+    ``batch_size`` (samples per step): still accepted for one release, with a warning.
+    """
+    if batch_size is not None:
+        warnings.warn(
+            "The constructor's batch_size= is now perturbation_batch_size= (perturbed copies per "
+            "forward pass); batch_size= on the call stays samples per step. The old spelling "
+            "goes away in the next release.", DeprecationWarning, stacklevel=3)
+        perturbation_batch_size = batch_size
+    return checks.positive_int(perturbation_batch_size, "perturbation_batch_size")
 
 
 def static_channels(activations: tf.Tensor, layer_path: str) -> int:

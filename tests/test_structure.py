@@ -1,0 +1,122 @@
+"""The package's shape as a newcomer meets it: a method is one class, the batch loop is one
+function, a perturbation method asks the engine instead of reaching into it."""
+
+import warnings
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import tf_gradcam as tfg
+from tf_gradcam.engine import explainer as explainer_lib
+
+L = keras.layers
+
+
+@pytest.fixture(scope="module")
+def net():
+    keras.utils.set_random_seed(4)
+    inp = keras.Input((8, 8, 2))
+    a = L.Conv2D(3, 3, activation="relu", name="conv")(inp)
+    return keras.Model(inp, L.Dense(4, name="logits")(L.Flatten()(a)))
+
+
+@pytest.fixture
+def registered():
+    """Define a method class in the test; unregister it afterwards."""
+    created = []
+
+    def make(**attrs):
+        cls = type("MaxGradCAM", (tfg.Explainer,), attrs)
+        created.append(cls)
+        return cls
+
+    yield make
+    for cls in created:
+        explainer_lib.REGISTRY.pop(cls.name, None)
+
+
+def test_a_new_method_is_one_class_that_registers_itself(net, registered, rng):
+    def channel_weights(self, ctx):
+        return tf.reduce_max(ctx.gradients, axis=ctx.spatial_axes)
+
+    cls = registered(name="maxgradcam", aliases=("max-grad",), channel_weights=channel_weights)
+    assert tfg.METHODS["maxgradcam"] is cls
+    assert tfg.get_method("Max_Grad") is cls
+    x = rng.random((3, 8, 8, 2), dtype=np.float32)
+    res = tfg.explain(net, x, 1, method="maxgradcam")
+    # against the formula, with activations and gradients taken by a plain eager tape
+    feats = keras.Model(net.inputs, [net.get_layer("conv").output, net.output])
+    with tf.GradientTape() as tape:
+        acts, out = feats([x])
+        tape.watch(acts)
+        score = out[:, 1]
+    grads = tape.gradient(score, acts).numpy()
+    expected = np.maximum(np.einsum("nhwk,nk->nhw", acts.numpy(), grads.max(axis=(1, 2))), 0)
+    np.testing.assert_allclose(res.raw, expected, rtol=1e-5, atol=1e-6)
+    assert res.method == "maxgradcam"
+
+
+def test_a_method_without_weights_or_map_says_what_to_override(net, registered, rng):
+    cls = registered(name="empty_method")
+    with pytest.raises(NotImplementedError, match="channel_weights or combine"):
+        cls(net, "conv")(rng.random((1, 8, 8, 2), dtype=np.float32))
+
+
+def test_a_taken_name_is_refused():
+    with pytest.raises(TypeError, match="'gradcam' is taken"):
+        type("Impostor", (tfg.Explainer,), {"name": "gradcam"})
+
+
+def test_every_method_is_exported_and_lists_its_options():
+    for name, cls in tfg.METHODS.items():
+        assert getattr(tfg, cls.__name__) is cls
+        assert tfg.get_method(name) is cls
+        options = cls.option_names()
+        assert {"score", "jit_compile", "counterfactual"} <= set(options)
+    assert "perturbation_batch_size" in tfg.ScoreCAM.option_names()
+    assert "center" in tfg.EigenCAM.option_names() and "gamma" in tfg.LayerCAM.option_names()
+
+
+def test_perturbation_batch_size_has_its_own_name(net, rng):
+    x = rng.random((2, 8, 8, 2), dtype=np.float32)
+    new = tfg.ScoreCAM(net, "conv", perturbation_batch_size=2)
+    assert new.perturbation_batch_size == 2
+    with pytest.warns(DeprecationWarning, match="perturbation_batch_size"):
+        old = tfg.ScoreCAM(net, "conv", batch_size=2)
+    assert old.perturbation_batch_size == 2
+    np.testing.assert_allclose(old(x, 1).weights, new(x, 1).weights, rtol=1e-6)
+    # tfg.explain's batch_size is samples per step only, as on the call
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        res = tfg.explain(net, x, 1, method="scorecam", layer="conv", batch_size=1,
+                          perturbation_batch_size=3)
+    np.testing.assert_allclose(res.weights, new(x, 1).weights, rtol=1e-5)
+
+
+def test_one_batch_loop_yields_what_explanation_takes(net, rng):
+    explainer = tfg.GradCAM(net, "conv")
+    x = rng.random((5, 8, 8, 2), dtype=np.float32)
+    parts = list(explainer.run(x, [0, 1, 2, 3, 0], batch_size=2))
+    assert [len(p["heatmaps"]) for p in parts] == [2, 2, 1]
+    merged = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    whole = explainer(x, [0, 1, 2, 3, 0])
+    np.testing.assert_allclose(tfg.Explanation.from_arrays(merged).raw, whole.raw, rtol=1e-6)
+    ds = tf.data.Dataset.from_tensor_slices((x, np.array([0, 1, 2, 3, 0]))).batch(3)
+    streamed = list(explainer.run(ds, "label"))
+    np.testing.assert_allclose(np.concatenate([p["raw"] for p in streamed]), whole.raw,
+                               rtol=1e-5, atol=1e-7)
+
+
+def test_bad_targets_are_refused_when_run_is_called_not_at_the_first_batch(net, rng):
+    explainer = tfg.GradCAM(net, "conv")
+    with pytest.raises(ValueError, match="out of range"):
+        explainer.run(rng.random((2, 8, 8, 2), dtype=np.float32), 9)
+
+
+def test_a_hand_built_context_has_no_engine_behind_it():
+    ctx = tfg.Context(inputs=[], activations=tf.zeros((1, 2, 2, 1)), gradients=None,
+                      targets=tf.zeros([1], tf.int32), scores=tf.zeros([1]), outputs=None)
+    with pytest.raises(RuntimeError, match="built by hand"):
+        ctx.rescore_inputs([], tf.zeros([1], tf.int32))

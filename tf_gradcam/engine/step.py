@@ -1,0 +1,96 @@
+"""The compiled step: forward, gradients, the method's weighting, map, upsampling and scaling for
+a whole batch, in one ``tf.function`` (optionally XLA), traced once per kind of target.
+
+The batch axis is unknown in the step's signature, so a new batch size never traces again;
+class targets are tensors, so another class never traces again either. A callable target is
+Python code that becomes part of the graph: each distinct callable gets its own step, and only
+the last :data:`MAX_CALLABLE_STEPS` are kept.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable, Hashable
+
+import tensorflow as tf
+
+from tf_gradcam.choose.targets import Plan
+from tf_gradcam.engine import resize
+from tf_gradcam.engine.forward import Forward
+
+if TYPE_CHECKING:
+    from tf_gradcam.engine.explainer import Explainer
+
+#: Distinct callables kept compiled per explainer; older ones are dropped (pass the same
+#: callable object again to reuse its compiled step).
+MAX_CALLABLE_STEPS = 8
+
+
+def step_body(explainer: Explainer, inputs: list, codes: tf.Tensor, fn: Any) -> dict:
+    """What one compiled step computes for a batch: a dict of ``[B * k, ...]`` tensors."""
+    forward = Forward(explainer, inputs, codes, fn)
+    ctxs = forward.contexts()
+    ctx = ctxs[0]
+    if len(ctxs) > 1:
+        # Fusion: each layer's map upsampled to the input, then one map at the input's
+        # resolution (per-layer extras such as weights differ in size: not returned).
+        raw = tf.cast(explainer.fuse([explainer.heatmap(c, explainer.compute(c)) for c in ctxs]),
+                      tf.float32)
+        full, extras = raw, {}
+    else:
+        raw = tf.cast(explainer.compute(ctx), tf.float32)
+        full, extras = explainer.heatmap(ctx, raw), ctx.extras
+    return {
+        "heatmaps": resize.scale_by_max(tf.cast(full, tf.float32)),
+        "raw": raw,
+        "targets": ctx.targets,
+        "scores": ctx.scores,
+        **{k: tf.cast(v, tf.float32) for k, v in extras.items()},
+    }
+
+
+def make_step(explainer: Explainer, plan: Plan) -> Callable:
+    """The ``tf.function`` ``step(inputs, codes [B, k] int32) -> dict`` for ``plan``'s kind."""
+    fn = plan.fn
+
+    def step(inputs, codes):
+        # Keras layers open name scopes named after themselves; TensorFlow refuses a root
+        # scope that starts with "_", so give them a parent (model.predict does the same).
+        with tf.name_scope("tf_gradcam"):
+            return step_body(explainer, inputs, codes, fn)
+
+    return tf.function(
+        step,
+        input_signature=[explainer.input_specs,
+                         tf.TensorSpec([None, plan.k], tf.int32, name="targets")],
+        jit_compile=explainer.jit_compile,
+        reduce_retracing=True,
+        # The step is plain Python at trace time: no tensor-dependent control flow to convert.
+        autograph=False,
+    )
+
+
+class StepCache:
+    """One compiled step per kind of target; callables bounded to :data:`MAX_CALLABLE_STEPS`."""
+
+    def __init__(self) -> None:
+        self.steps: dict[Hashable, tuple[Any, Plan]] = {}  # tf.function, its plan
+        self.retired_traces = 0
+
+    def get(self, explainer: Explainer, plan: Plan) -> Callable:
+        key = plan.key
+        if key not in self.steps:
+            callables = [k for k, (_, p) in self.steps.items() if p.fn is not None]
+            if plan.fn is not None and len(callables) >= MAX_CALLABLE_STEPS:
+                old, _ = self.steps.pop(callables[0])
+                self.retired_traces += old.experimental_get_tracing_count()
+            # The plan is kept with its step: it holds the callable, whose id is the key.
+            self.steps[key] = (make_step(explainer, plan), plan)
+        return self.steps[key][0]
+
+    def __len__(self) -> int:
+        return len(self.steps)
+
+    @property
+    def trace_count(self) -> int:
+        live = sum(step.experimental_get_tracing_count() for step, _ in self.steps.values())
+        return live + self.retired_traces
