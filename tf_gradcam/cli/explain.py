@@ -1,51 +1,17 @@
-"""The ``tf-gradcam`` command: ``demo``, ``explain`` and ``layers``.
-
-TensorFlow is imported inside the subcommands, after the arguments and files have been
-checked, so mistakes are reported at once. Expected failures (a missing file, a model that
-does not load, an unknown layer) print one ``tf-gradcam: error: ...`` line on stderr and
-return exit code 2, like argparse's own usage errors.
-"""
+"""``tf-gradcam explain MODEL IMAGE...``: one overlay PNG per image."""
 
 from __future__ import annotations
 
 import argparse
 import os
-import sys
 from typing import Sequence
 
-__all__ = ["main"]
-
-EXIT_OK = 0
-EXIT_ERROR = 2
-
-
-class CLIError(Exception):
-    """An expected failure, reported as one line without a traceback."""
+from tf_gradcam.cli.common import (
+    EXIT_OK, CLIError, load_model, one_line, require_file,
+)
 
 
-def _build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="tf-gradcam",
-        description="Grad-CAM and the CAM family for Keras 3 / TensorFlow models.",
-    )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    sub.required = True
-
-    demo = sub.add_parser(
-        "demo",
-        help="train a small CNN on generated shapes (offline) and write explanations",
-        description="Train a small CNN on generated shape images (no download), explain "
-        "held-out images with Grad-CAM and write overlays, a summary figure and the model.",
-    )
-    demo.add_argument("--out", default="tf_gradcam_demo",
-                      help="output directory (default: %(default)s)")
-    demo.add_argument("--epochs", type=int, default=5,
-                      help="training epochs (default: %(default)s)")
-    demo.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
-    demo.add_argument("--n-train", type=int, default=3000,
-                      help="training images (default: %(default)s)")
-    demo.add_argument("--quiet", action="store_true", help="print nothing")
-
+def add_parser(sub) -> None:
     explain = sub.add_parser(
         "explain",
         help="explain images with a saved .keras model and write overlays",
@@ -72,98 +38,6 @@ def _build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--raw-pixels", action="store_true",
                          help="feed pixel values in [0, 255] instead of scaling to [0, 1] "
                          "(for models that rescale or preprocess inside)")
-
-    layers = sub.add_parser(
-        "layers",
-        help="list the layers that can be explained, last first",
-        description="List the layers whose output has spatial axes, last first; nested "
-        "layers are shown as 'inner_model/layer'.",
-    )
-    layers.add_argument("model", metavar="MODEL", help="a model saved with model.save('x.keras')")
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line with ``argv`` (default ``sys.argv[1:]``); return the exit code.
-
-    0 on success, 2 on a usage error or an expected failure (message on stderr).
-    """
-    parser = _build_parser()
-    try:
-        args = parser.parse_args(None if argv is None else list(argv))
-    except SystemExit as exc:  # --help (0) and usage errors (2): return instead of exiting
-        return exc.code if isinstance(exc.code, int) else EXIT_ERROR
-    handlers = {"demo": _cmd_demo, "explain": _cmd_explain, "layers": _cmd_layers}
-    try:
-        return handlers[args.command](args)
-    except CLIError as exc:
-        print(f"tf-gradcam: error: {exc}", file=sys.stderr)
-        return EXIT_ERROR
-    except KeyboardInterrupt:
-        print("tf-gradcam: interrupted", file=sys.stderr)
-        return 130
-
-
-def _quiet_tensorflow() -> None:
-    # TensorFlow's C++ start-up chatter (oneDNN, CUDA probing) drowns the CLI's output;
-    # respect the user's own setting if there is one.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
-def _require_file(path: str, what: str) -> None:
-    if not os.path.exists(path):
-        raise CLIError(f"{what} not found: {path}")
-    if os.path.isdir(path):
-        raise CLIError(f"{what} is a directory, not a file: {path}")
-
-
-def _load_model(path: str):
-    _require_file(path, "model file")
-    _quiet_tensorflow()
-    import keras
-
-    try:
-        # compile=False: no optimizer or loss is needed to explain, and custom losses
-        # would otherwise make loading fail.
-        return keras.saving.load_model(path, compile=False)
-    except Exception as exc:  # Keras raises many types for a bad file; all mean the same here
-        raise CLIError(f"could not load model {path}: {_one_line(exc)}") from None
-
-
-def _cmd_demo(args: argparse.Namespace) -> int:
-    if args.epochs < 1:
-        raise CLIError(f"--epochs must be >= 1, got {args.epochs}")
-    if args.n_train < 1:
-        raise CLIError(f"--n-train must be >= 1, got {args.n_train}")
-    _quiet_tensorflow()
-    from tf_gradcam.demo import run_demo
-
-    try:
-        run_demo(args.out, epochs=args.epochs, seed=args.seed, n_train=args.n_train,
-                 verbose=0 if args.quiet else 1)
-    except OSError as exc:
-        raise CLIError(_one_line(exc)) from None
-    return EXIT_OK
-
-
-def _cmd_layers(args: argparse.Namespace) -> int:
-    model = _load_model(args.model)
-    import tf_gradcam as tfg
-
-    try:
-        names = tfg.list_layers(model)
-    except (TypeError, ValueError) as exc:
-        raise CLIError(f"cannot list layers of {args.model}: {_one_line(exc)}") from None
-    if not names:
-        raise CLIError(f"{args.model} has no layer with spatial output to explain")
-    for name in names:
-        print(name)
-    return EXIT_OK
 
 
 def _read_images(paths: Sequence[str], channels: int):
@@ -195,13 +69,13 @@ def _output_names(paths: Sequence[str], method: str) -> list[str]:
     return names
 
 
-def _cmd_explain(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     # Check everything that needs no TensorFlow first, so mistakes cost no start-up time.
     if not 0.0 <= args.alpha <= 1.0:
         raise CLIError(f"--alpha must be in [0, 1], got {args.alpha}")
-    _require_file(args.model, "model file")
+    require_file(args.model, "model file")
     for path in args.images:
-        _require_file(path, "image")
+        require_file(path, "image")
     from tf_gradcam.render.overlay import get_colormap
 
     try:
@@ -209,7 +83,7 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise CLIError(str(exc)) from None
 
-    model = _load_model(args.model)
+    model = load_model(args.model)
     import cv2
     import numpy as np
     import tensorflow as tf
@@ -252,12 +126,12 @@ def _cmd_explain(args: argparse.Namespace) -> int:
         result = tfg.explain(model, batch, args.target, method=method_cls.name, layer=args.layer,
                              **options)
     except (ValueError, TypeError, tf.errors.OpError) as exc:  # unknown layer, bad target, ...
-        raise CLIError(_one_line(exc)) from None
+        raise CLIError(one_line(exc)) from None
 
     try:
         os.makedirs(args.out, exist_ok=True)
     except OSError as exc:
-        raise CLIError(f"cannot create output directory {args.out}: {_one_line(exc)}") from None
+        raise CLIError(f"cannot create output directory {args.out}: {one_line(exc)}") from None
     for path, name, original, heat, target, score in zip(
         args.images, _output_names(args.images, method_cls.name), originals,
         result.heatmaps, result.targets, result.scores,
@@ -269,7 +143,3 @@ def _cmd_explain(args: argparse.Namespace) -> int:
             raise CLIError(f"could not write {out_path}")
         print(f"{path}\ttarget={int(target)}\tscore={float(score):.4f}\t{out_path}")
     return EXIT_OK
-
-
-if __name__ == "__main__":  # python -m tf_gradcam.cli
-    sys.exit(main())
