@@ -120,3 +120,29 @@ def test_a_hand_built_context_has_no_engine_behind_it():
                       targets=tf.zeros([1], tf.int32), scores=tf.zeros([1]), outputs=None)
     with pytest.raises(RuntimeError, match="built by hand"):
         ctx.rescore_inputs([], tf.zeros([1], tf.int32))
+
+
+def test_eigen_smooth_keeps_the_first_component_of_the_weighted_activations(net):
+    """A rank-one weighted activation matrix u v^T: its first principal component (centred
+    over positions) is (u - mean u) |v|, with the sign of the plain map; ReLU after."""
+    u = np.array([3.0, 1.0, 0.0, 2.0])  # four positions (2 x 2)
+    v = np.array([0.5, -1.0, 2.0])  # three channels
+    acts = np.outer(u, v).reshape(1, 2, 2, 3)
+    grads = np.ones_like(acts) / 4  # Grad-CAM weights: the mean gradient, 1/4 per channel
+    ctx = tfg.Context(inputs=[], activations=tf.constant(acts, tf.float32),
+                      gradients=tf.constant(grads, tf.float32),
+                      targets=tf.zeros([1], tf.int32), scores=tf.zeros([1]), outputs=None)
+    smooth = tfg.GradCAM(net, "conv", eigen_smooth=True).compute(ctx).numpy()
+    weighted = np.outer(u, v / 4)  # w_k A_k
+    centred = weighted - weighted.mean(axis=0)
+    _, _, vt = np.linalg.svd(centred)
+    proj = centred @ vt[0]
+    plain = weighted.sum(axis=1)
+    if np.dot(proj - proj.mean(), plain - plain.mean()) < 0:
+        proj = -proj
+    np.testing.assert_allclose(smooth.reshape(-1), np.maximum(proj, 0), rtol=1e-5, atol=1e-6)
+    # by hand: (u - 1.5) * |v| / 4, with the plain map's sign (sum v > 0)
+    np.testing.assert_allclose(smooth.reshape(-1),
+                               np.maximum((u - 1.5) * np.linalg.norm(v) / 4, 0), rtol=1e-5)
+    with pytest.raises(ValueError, match="eigen_smooth is not defined"):
+        tfg.EigenCAM(net, "conv", eigen_smooth=True)

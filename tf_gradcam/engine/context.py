@@ -10,6 +10,8 @@ forward pass never call the engine's internals; they ask the context:
 * :meth:`Context.rescore_activations`: replace the target's activations (Ablation-CAM's zeroed
   channels) and run only the layers after the target, every other tensor read from the batch's
   one forward pass;
+* :meth:`Context.gradients_at`: the target's activations and gradients for modified inputs
+  (SmoothGrad's noisy copies);
 * :meth:`Context.input_gradients`: the score's gradient at the input, under extra overrides
   (guided ReLUs), for methods that also explain pixels.
 """
@@ -32,6 +34,8 @@ class Services(Protocol):
                             probability: bool) -> tf.Tensor: ...
 
     def input_gradients(self, overrides: dict) -> tf.Tensor: ...
+
+    def gradients_at(self, inputs: list, rows: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]: ...
 
 
 @dataclass
@@ -87,6 +91,12 @@ class Context:
         ``transform(activations [R, *S, K]) -> [R, *S, K]``; only the layers after the target
         are computed."""
         return self._services().rescore_activations(transform, rows, probability)
+
+    def gradients_at(self, inputs: list, rows: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """``(activations, gradients)`` ``[R, *S, K]`` float32 of the target for modified
+        inputs (row ``i`` a copy of row ``rows[i]``, e.g. a noisy one for SmoothGrad), scored
+        for that row's target: one more forward and backward pass of ``R`` rows."""
+        return self._services().gradients_at(inputs, rows)
 
     def input_gradients(self, overrides: dict | None = None) -> tf.Tensor:
         """``[M, *input shape]`` float32: d score / d (the spatial input), one more forward and

@@ -7,7 +7,9 @@ one or two hooks, each called inside the compiled step with a
 
 * :meth:`Explainer.channel_weights` -> ``[M, K]`` per-channel weights (alphas), e.g. Grad-CAM's
   spatial mean of the gradients (``None`` by default: no weights);
-* :meth:`Explainer.combine` -> ``[M, *S]`` the map; by default ``relu(sum_k w_k A_k)``;
+* :meth:`Explainer.weighted_activations` -> ``[M, *S, K]``, by default ``w_k A_k``;
+* :meth:`Explainer.combine` -> ``[M, *S]`` the map; by default the ReLU of the weighted
+  activations summed over channels;
 * :meth:`Explainer.heatmap` -> ``[M, *input spatial]`` the map at the input's resolution, before
   scaling; by default the upsampled map (Guided Grad-CAM multiplies it with input gradients);
 * :meth:`Explainer.fuse` -> one map from several layers' maps (``layer=[...]``, Layer-CAM);
@@ -29,7 +31,7 @@ import tensorflow as tf
 from tf_gradcam.choose import scores as scores_lib
 from tf_gradcam.choose import targets as targets_lib
 from tf_gradcam.choose import tensors
-from tf_gradcam.engine import graph, pipeline, resize
+from tf_gradcam.engine import graph, pca, pipeline, resize
 from tf_gradcam.engine.context import Context
 from tf_gradcam.engine.inputs import InputChecker
 from tf_gradcam.engine.step import StepCache
@@ -49,6 +51,7 @@ class ExplainerOptions(TypedDict, total=False):
     score: str
     jit_compile: bool
     counterfactual: bool
+    eigen_smooth: bool
 
 
 def _key(name: str) -> str:
@@ -81,6 +84,10 @@ class Explainer:
         jit_compile: compile the whole step with XLA.
         counterfactual: explain the negated score (the Grad-CAM paper's counterfactual maps:
             regions whose removal would raise the class's score). Gradient methods only.
+        eigen_smooth: the map is the first principal component of the method's weighted
+            activations (:meth:`weighted_activations`) instead of their sum over channels, as
+            pytorch-grad-cam's option of that name (its sign fixed to agree with the plain map;
+            rectified). Removes noise that no single direction of the channels explains.
     """
 
     #: The name ``tfg.explain(method=...)`` knows the method by; setting it registers the class.
@@ -95,6 +102,10 @@ class Explainer:
     #: Whether the method calls ``ctx.rescore_activations``: the main pass then records every
     #: tensor a change of the target cannot reach, so rescoring runs only the layers after it.
     rescores_activations: ClassVar[bool] = False
+    #: Whether the step also computes ``ctx.hessian_activations`` (``d^2 S / dA^2 . A``).
+    uses_hessian: ClassVar[bool] = False
+    #: Whether ``eigen_smooth`` means something for the method (not for Eigen-CAM itself).
+    eigen_smooth_defined: ClassVar[bool] = True
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -112,7 +123,11 @@ class Explainer:
         score: str = "logits",
         jit_compile: bool = False,
         counterfactual: bool = False,
+        eigen_smooth: bool = False,
     ) -> None:
+        if eigen_smooth and not self.eigen_smooth_defined:
+            raise ValueError(f"{type(self).__name__} has no weighted activations to smooth: "
+                             "eigen_smooth is not defined for it.")
         if score not in scores_lib.SCORES:
             raise ValueError(f"score must be one of {scores_lib.SCORES}, got {score!r}.")
         if counterfactual and not self.uses_gradients:
@@ -135,6 +150,7 @@ class Explainer:
         self.score = score
         self.jit_compile = bool(jit_compile)
         self.counterfactual = bool(counterfactual)
+        self.eigen_smooth = bool(eigen_smooth)
         self.head_info = scores_lib.head_of(model)
         self.score_overrides = scores_lib.logit_overrides(model) if score == "logits" else {}
         self._input_specs = [
@@ -159,12 +175,9 @@ class Explainer:
         return None
 
     def combine(self, ctx: Context, weights: tf.Tensor | None) -> tf.Tensor:
-        """``[M, *S]`` float32 map: ``relu(sum_k w_k A_k)``."""
-        if weights is None:
-            raise NotImplementedError(
-                f"{type(self).__name__} must override channel_weights or combine.")
-        cam = tf.einsum("n...k,nk->n...", ctx.activations, weights)
-        return tf.nn.relu(cam)
+        """``[M, *S]`` float32 map: ``relu(sum_k w_k A_k)``, the weighted activations summed
+        over channels."""
+        return tf.nn.relu(tf.reduce_sum(self.weighted_activations(ctx, weights), axis=-1))
 
     def heatmap(self, ctx: Context, raw: tf.Tensor) -> tf.Tensor:
         """``[M, *input spatial]`` non-negative map before scaling: ``raw`` upsampled."""
@@ -176,6 +189,25 @@ class Explainer:
         each already :meth:`heatmap`-upsampled to the input. Overriding it lets a method take a
         list of layers; the base explains one layer only."""
         raise NotImplementedError
+
+    def weighted_activations(self, ctx: Context, weights: tf.Tensor | None) -> tf.Tensor:
+        """``[M, *S, K]``: what :meth:`combine` sums over channels (and ``eigen_smooth``
+        decomposes); by default the activations times the channel weights. Methods whose
+        weights vary over space (HiResCAM, Layer-CAM) return their elementwise products."""
+        if weights is None:
+            raise NotImplementedError(
+                f"{type(self).__name__} must override channel_weights or combine (or "
+                "weighted_activations, for weights that vary over space).")
+        shape = tf.concat([tf.shape(weights)[:1], tf.ones([ctx.activations.shape.rank - 2],
+                                                          tf.int32), tf.shape(weights)[1:]], 0)
+        return ctx.activations * tf.reshape(weights, shape)
+
+    def class_scores(self, logits: tf.Tensor, codes: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """``([R, k] scores, [R, k] int32 classes)`` explained for class codes ``[R, k]`` of
+        ``logits [R, C]`` (class indices, or ``-j`` for the j-th highest class). A method that
+        explains another score of the classes (Finer-CAM's difference to the nearest classes)
+        overrides it; rescoring (Score-CAM, Ablation-CAM) uses it too."""
+        return targets_lib.select_classes(logits, codes)
 
     def overrides(self) -> dict:
         """Extra ``id(op) -> fn(call, *args, **kwargs)`` overrides for the batch's forward pass."""
@@ -189,7 +221,10 @@ class Explainer:
         weights = self.channel_weights(ctx)
         if weights is not None:
             ctx.extras["weights"] = weights
-        return self.combine(ctx, weights)
+        cam = self.combine(ctx, weights)
+        if self.eigen_smooth:
+            return tf.nn.relu(pca.first_component(self.weighted_activations(ctx, weights), cam))
+        return cam
 
     # ----------------------------------------------------------------- description
     @property

@@ -9,6 +9,7 @@ the services behind the context: rescoring modified inputs or activations, and i
 
 from __future__ import annotations
 
+import contextlib
 from typing import TYPE_CHECKING, Any, Callable
 
 import tensorflow as tf
@@ -91,7 +92,7 @@ class Forward:
             scores = tf.cast(scores, tf.float32)[:, None]
             return scores, tf.fill(tf.shape(scores), tf.constant(-1, tf.int32))
         logits = tf.cast(outputs, tf.float32)
-        scores, chosen = targets_lib.select_classes(logits, codes)
+        scores, chosen = self.explainer.class_scores(logits, codes)
         if probability and self.explainer.score == "logits":
             scores = tf.gather(probability_fn(self.explainer.head_info)(logits), chosen,
                                axis=1, batch_dims=1)
@@ -101,26 +102,7 @@ class Forward:
     def contexts(self) -> list[Context]:
         """One :class:`Context` per target (several when fusing layers), from one forward pass
         and, for gradient methods, one backward pass per class."""
-        ex = self.explainer
-        if not ex.uses_gradients:
-            acts, outputs = self._main_pass(None)
-            scores, chosen = self.score(outputs, self.codes)
-            grads: list = [None] * len(acts)
-        else:
-            # Watching only the activations keeps the tape (and so the backward pass) to the
-            # part of the network after the target, and works for frozen layers too.
-            with tf.GradientTape(watch_accessed_variables=False, persistent=self.k > 1) as tape:
-                acts, outputs = self._main_pass(tape.watch)
-                scores, chosen = self.score(outputs, self.codes)
-                objective = -scores if ex.counterfactual else scores
-                columns = [objective[:, j] for j in range(self.k)]  # sliced on the tape
-            per_class = [tape.gradient(column, acts) for column in columns]
-            del tape
-            for ref, grad in zip(ex.layer_refs or (None,), per_class[0]):
-                if grad is None:
-                    raise ValueError(self._no_gradient(ref))
-            grads = [self._rows_of_classes([tf.cast(g[i], tf.float32) for g in per_class])
-                     for i in range(len(acts))]
+        acts, outputs, scores, chosen, grads, hessian = self._differentiate(None, self.codes)
         self.targets_rows = tf.reshape(chosen, [-1])
         return [
             Context(
@@ -131,9 +113,59 @@ class Forward:
                 scores=tf.reshape(scores, [-1]),
                 outputs=tf.nest.map_structure(self.rows, outputs),
                 services=self,
+                hessian_activations=hessian if i == 0 else None,
             )
-            for act, grad in zip(acts, grads)
+            for i, (act, grad) in enumerate(zip(acts, grads))
         ]
+
+    def _differentiate(self, inputs: list | None, codes: tf.Tensor) -> tuple:
+        """``(activations, outputs, scores, chosen, gradients, H.A)`` of one forward pass (the
+        batch's main pass for ``inputs=None``) and, for gradient methods, one backward pass per
+        class; gradients come as ``[R * k, ...]`` rows. ``H.A`` (the Hessian of the score with
+        respect to the first target, applied to its activations) only for ``uses_hessian``."""
+        ex = self.explainer
+        k = int(codes.shape[1])
+
+        def forward(watch):
+            if inputs is None:
+                return self._main_pass(watch)
+            return self.run(inputs, watch=watch, overrides=ex.overrides())
+
+        if not ex.uses_gradients:
+            acts, outputs = forward(None)
+            scores, chosen = self.score(outputs, codes)
+            return acts, outputs, scores, chosen, [None] * len(acts), None
+        with contextlib.ExitStack() as stack:
+            # The Hessian-vector product differentiates the backward pass once more: an outer
+            # tape records it (forward-over-backward would need the same second pass).
+            outer = (stack.enter_context(tf.GradientTape(watch_accessed_variables=False,
+                                                         persistent=k > 1))
+                     if ex.uses_hessian else None)
+            # Watching only the activations keeps the tape (and so the backward pass) to the
+            # part of the network after the target, and works for frozen layers too.
+            with tf.GradientTape(watch_accessed_variables=False, persistent=k > 1) as tape:
+                def watch(t, tapes=(tape, outer)):
+                    for watching in tapes:
+                        if watching is not None:
+                            watching.watch(t)
+
+                acts, outputs = forward(watch)
+                scores, chosen = self.score(outputs, codes)
+                objective = -scores if ex.counterfactual else scores
+                columns = [objective[:, j] for j in range(k)]  # sliced on the tape
+            per_class = [tape.gradient(column, acts) for column in columns]
+            del tape
+            for ref, grad in zip(ex.layer_refs or (None,), per_class[0]):
+                if grad is None:
+                    raise ValueError(self._no_gradient(ref))
+            products = [tf.reduce_sum(g[0] * tf.stop_gradient(acts[0])) for g in per_class]
+        hessian = None
+        if outer is not None:
+            hessian = self._rows_of_classes(
+                [tf.cast(outer.gradient(p, acts[0]), tf.float32) for p in products], k)
+        grads = [self._rows_of_classes([tf.cast(g[i], tf.float32) for g in per_class], k)
+                 for i in range(len(acts))]
+        return acts, outputs, scores, chosen, grads, hessian
 
     def _main_pass(self, watch: Callable | None) -> tuple[list, Any]:
         """The batch's one forward pass: the targets captured (the spatial input itself for a
@@ -152,9 +184,9 @@ class Forward:
         """``[B, ...] -> [B * k, ...]``: each sample repeated once per class (sample-major)."""
         return x if self.k == 1 else tf.repeat(x, self.k, axis=0)
 
-    def _rows_of_classes(self, per_class: list) -> tf.Tensor:
+    def _rows_of_classes(self, per_class: list, k: int) -> tf.Tensor:
         """``k`` tensors ``[B, ...]`` (one per class) -> ``[B * k, ...]``, sample-major."""
-        if self.k == 1:
+        if k == 1:
             return per_class[0]
         stacked = tf.stack(per_class, axis=1)
         return tf.reshape(stacked, tf.concat([[-1], tf.shape(stacked)[2:]], 0))
@@ -183,6 +215,10 @@ class Forward:
         _, outputs = self.run(inputs, transform=transform, overrides=replay)
         return self._score_rows(outputs, rows, probability)
 
+    def gradients_at(self, inputs: list, rows: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        acts, _, _, _, grads, _ = self._differentiate(inputs, self._row_codes(rows))
+        return tf.cast(acts[0], tf.float32), grads[0]
+
     def input_gradients(self, overrides: dict) -> tf.Tensor:
         ex = self.explainer
         inputs = list(self.inputs)
@@ -197,7 +233,7 @@ class Forward:
         del tape
         if per_class[0] is None:
             raise ValueError(self._no_gradient(None))
-        return self._rows_of_classes([tf.cast(g, tf.float32) for g in per_class])
+        return self._rows_of_classes([tf.cast(g, tf.float32) for g in per_class], self.k)
 
     def _no_gradient(self, ref: Any) -> str:
         if ref is not None:

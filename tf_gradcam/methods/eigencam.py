@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import keras
 import tensorflow as tf
 
+from tf_gradcam.choose.tensors import LayerSpec
+
+from tf_gradcam.engine import pca
 from tf_gradcam.engine.context import Context
-from tf_gradcam.engine.explainer import Explainer
+from tf_gradcam.engine.explainer import Explainer, ExplainerOptions
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 
 class EigenCAM(Explainer):
@@ -33,26 +41,13 @@ class EigenCAM(Explainer):
 
     name = "eigencam"
     uses_gradients = False
+    eigen_smooth_defined = False  # it is already the first principal component
 
-    def __init__(self, model: keras.Model, layer=None, *, center: bool = True, **options) -> None:
+    def __init__(self, model: keras.Model, layer: LayerSpec = None, *, center: bool = True,
+                 **options: Unpack[ExplainerOptions]) -> None:
         self.center = bool(center)
         super().__init__(model, layer, **options)
 
     def combine(self, ctx: Context, weights: None) -> tf.Tensor:
-        shape = tf.shape(ctx.activations)
-        acts = tf.reshape(ctx.activations, tf.stack([shape[0], -1, shape[-1]]))  # [N, S, K]
-        # One position has nothing to centre on (the centred matrix is zero): project it as is.
-        positions = ctx.activations.shape[1:-1].num_elements()  # static; None if unknown
-        center = self.center and positions != 1
-        matrix = acts - tf.reduce_mean(acts, axis=1, keepdims=True) if center else acts
-        _, _, v = tf.linalg.svd(matrix, full_matrices=False)  # v: [N, K, min(S, K)]
-        projection = tf.einsum("nsk,nk->ns", matrix, v[:, :, 0])
-        mean = tf.reduce_mean(acts, axis=-1)  # [N, S]
-        covariance = tf.reduce_sum(
-            (projection - tf.reduce_mean(projection, axis=1, keepdims=True))
-            * (mean - tf.reduce_mean(mean, axis=1, keepdims=True)), axis=1, keepdims=True)
-        # Where the covariance cannot tell (a single position), the plain dot product decides.
-        agreement = tf.where(covariance != 0, covariance,
-                             tf.reduce_sum(projection * mean, axis=1, keepdims=True))
-        projection = tf.where(agreement < 0, -projection, projection)
-        return tf.nn.relu(tf.reshape(projection, shape[:-1]))
+        mean = tf.reduce_mean(ctx.activations, axis=-1)  # where the layer is active
+        return tf.nn.relu(pca.first_component(ctx.activations, mean, center=self.center))

@@ -25,5 +25,5 @@ class HiResCAM(Explainer):
 
     name = "hirescam"
 
-    def combine(self, ctx: Context, weights: None) -> tf.Tensor:
-        return tf.nn.relu(tf.reduce_sum(ctx.gradients * ctx.activations, axis=-1))
+    def weighted_activations(self, ctx: Context, weights: None) -> tf.Tensor:
+        return ctx.gradients * ctx.activations

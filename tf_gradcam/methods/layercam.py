@@ -37,8 +37,8 @@ class LayerCAM(Explainer):
         self.gamma = float(gamma)
         super().__init__(model, layer, **options)
 
-    def combine(self, ctx: Context, weights: None) -> tf.Tensor:
-        return tf.nn.relu(tf.reduce_sum(tf.nn.relu(ctx.gradients) * ctx.activations, axis=-1))
+    def weighted_activations(self, ctx: Context, weights: None) -> tf.Tensor:
+        return tf.nn.relu(ctx.gradients) * ctx.activations
 
     def fuse(self, maps: list[tf.Tensor]) -> tf.Tensor:
         scaled = [tf.tanh(self.gamma * resize.scale_by_max(m)) for m in maps]
