@@ -21,6 +21,9 @@ _PUBLIC = {
     "Context": ("tf_gradcam.engine.context", "Context"),
     "Explainer": ("tf_gradcam.engine.explainer", "Explainer"),
     "list_layers": ("tf_gradcam.choose.tensors", "list_layers"),
+    "input_of": ("tf_gradcam.choose.tensors", "input_of"),
+    "output_of": ("tf_gradcam.choose.tensors", "output_of"),
+    "Tokens": ("tf_gradcam.choose.tokens", "Tokens"),
     "Explanation": ("tf_gradcam.explanation", "Explanation"),
     "METHODS": ("tf_gradcam.methods", "METHODS"),
     "overlay": ("tf_gradcam.render", "overlay"),
@@ -70,7 +73,8 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load on first use
     from tf_gradcam import localize, metrics  # noqa: F401
     from tf_gradcam.api import explain  # noqa: F401
-    from tf_gradcam.choose.tensors import list_layers  # noqa: F401
+    from tf_gradcam.choose.tensors import input_of, list_layers, output_of  # noqa: F401
+    from tf_gradcam.choose.tokens import Tokens  # noqa: F401
     from tf_gradcam.engine.context import Context  # noqa: F401
     from tf_gradcam.engine.explainer import Explainer, get_method  # noqa: F401
     from tf_gradcam.explanation import Explanation  # noqa: F401

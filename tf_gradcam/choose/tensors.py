@@ -1,41 +1,106 @@
-"""Choose the tensor to explain: a layer by name, path or object, or the automatic choice.
+"""Choose the tensor to explain: any tensor of the model's graph, named, or the automatic choice.
 
 The first room of the pipeline (choose what to explain -> engine -> weight the channels ->
-render / log / evaluate / scale): a :class:`TensorRef` says which tensor of the model's graph
-the engine captures, watches and hands to the methods.
+render / log / evaluate / scale): a :class:`TensorRef` says which tensor the engine captures,
+watches and hands to the methods. A target can be named as
+
+* a layer or bare operation: its name, an ``"outer/inner/name"`` path, or the object;
+* ``"name@i"`` / ``output_of(layer, call=i)``: one call of a shared layer (siamese branches);
+* ``"name[j]"`` / ``output_of(layer, index=j)``: one output of a multi-output layer;
+* ``"input_of(name)"`` / :func:`input_of`: the tensor a layer reads (what feeds the pooling);
+* ``"outer/composite/sublayer"``: a layer that a composite layer runs inside its ``call``
+  (keras-hub's ``vit_encoder/transformer_block_3``);
+* ``None``: the automatic choice (:mod:`tf_gradcam.choose.auto`).
+
+A ``[N, T, C]`` target inside an image model is a token sequence, explained on its patch grid
+(:mod:`tf_gradcam.choose.tokens`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Sequence, Union
+import re
+from dataclasses import dataclass, replace
+from typing import Any, Sequence, Union
 
 import keras
 
+from tf_gradcam.choose import sublayers
+from tf_gradcam.choose.catalog import Catalog, Entry
+from tf_gradcam.choose.tokens import Layout, TokensLike, layout
 from tf_gradcam.engine import graph
-
-#: One tensor: a layer name, an ``"outer/inner"`` path, a layer object, or ``None`` (automatic).
-LayerLike = Union[str, keras.layers.Layer, None]
-#: What an explainer's ``layer`` takes: one of those, or a list of them (Layer-CAM fuses several).
-LayerSpec = Union[LayerLike, Sequence[Union[str, keras.layers.Layer]]]
 
 # [N, T, C], [N, H, W, C], [N, D, H, W, C]: one to three spatial axes between batch and channels.
 SPATIAL_RANKS = (3, 4, 5)
 
 
 @dataclass(frozen=True)
-class TensorRef:
-    """A tensor found in a model: the layer producing it, its path and the nested models around
-    it."""
+class Selector:
+    """A tensor named relative to an operation: its output (``kind="output"``, the ``index``-th
+    of several) or one of the tensors it reads (``kind="input"``), at its ``call``-th call."""
 
-    layer: keras.layers.Layer
-    path: str  # "backbone/conv5_block3_out" for a layer inside the nested model "backbone"
-    parents: tuple  # nested models from the root (exclusive) down to the layer's own model
-    shape: tuple  # the layer's output shape, batch first (None for unknown sizes)
+    layer: Any
+    kind: str = "output"
+    index: int | None = None
+    call: int | None = None
+
+    def __str__(self) -> str:
+        name = self.layer if isinstance(self.layer, str) else self.layer.name
+        call = f"@{self.call}" if self.call is not None else ""
+        if self.kind == "input":
+            index = f", {self.index}" if self.index else ""
+            return f"input_of({name}{call}{index})"
+        return f"{name}{call}" + (f"[{self.index}]" if self.index is not None else "")
+
+
+def output_of(layer: Any, index: int | None = None, *, call: int | None = None) -> Selector:
+    """The output of ``layer`` (a name, path or object): its ``index``-th output for a layer
+    with several, at its ``call``-th call (construction order) for a shared one."""
+    return Selector(layer, "output", index, call)
+
+
+def input_of(layer: Any, index: int = 0, *, call: int | None = None) -> Selector:
+    """The ``index``-th tensor ``layer`` reads (as captum's ``attribute_to_layer_input``):
+    ``tfg.input_of("avg_pool")`` is what feeds the pooling, even when it has no name."""
+    return Selector(layer, "input", index, call)
+
+
+#: One tensor: a name or path, a layer or op object, a Selector, or ``None`` (automatic).
+LayerLike = Union[str, keras.layers.Layer, Selector, None]
+#: What an explainer's ``layer`` takes: one of those, or a list of them (Layer-CAM fuses several).
+LayerSpec = Union[LayerLike, Sequence[Union[str, keras.layers.Layer, Selector]]]
+
+
+@dataclass(frozen=True)
+class TensorRef:
+    """A tensor found in a model, and how the engine reaches it.
+
+    Attributes:
+        layer: the operation whose output (or input) it is.
+        path: how it is named (``"backbone/add_17"``, ``"input_of(avg_pool)"``, ``"branch@1"``).
+        parents: the nested models from the root (exclusive) down to the op's own model.
+        shape: the tensor's static shape, batch first.
+        kind: ``"output"`` or ``"input"``.
+        index: which output of several, or which tensor among the inputs.
+        order_of_call: which invocation of the op in one run of the model is captured
+            (``None``: its only one).
+        within: composite layers from the graph's node down to the sublayer's holder (empty
+            for a tensor of the functional graph).
+        layout: a token sequence's patch grid, or ``None``.
+    """
+
+    layer: Any
+    path: str
+    parents: tuple = ()
+    shape: tuple = ()
+    kind: str = "output"
+    index: int | None = None
+    order_of_call: int | None = None
+    within: tuple = ()
+    layout: Layout | None = None
 
     @property
     def spatial_rank(self) -> int:
-        return len(self.shape) - 2
+        return len(self.layout.grid) if self.layout is not None else len(self.shape) - 2
 
 
 def check_built(model: keras.Model) -> None:
@@ -60,165 +125,186 @@ def check_built(model: keras.Model) -> None:
         )
 
 
-def _output_shape(layer: keras.layers.Layer) -> tuple | None:
-    try:
-        out = layer.output
-    except (AttributeError, ValueError, RuntimeError):
-        return None
-    if isinstance(out, (list, tuple, dict)):  # a layer with several outputs is not one map
-        return None
-    return tuple(out.shape)
+def is_spatial(shape: tuple) -> bool:
+    return len(shape) in SPATIAL_RANKS
 
 
-def _all_layers(model: keras.Model) -> list[TensorRef]:
-    refs = []
-    for path, layer, parents in graph.walk(model):
-        shape = _output_shape(layer)
-        refs.append(TensorRef(layer, path, parents, shape if shape is not None else ()))
-    return refs
+def ref_of(cat: Catalog, entry: Entry, kind: str = "output", index: int | None = None,
+           shape: tuple | None = None, path: str | None = None) -> TensorRef:
+    """The :class:`TensorRef` of a catalog entry (or of one of the tensors its call reads)."""
+    call = entry.call
+    order = cat.order_of(call) if cat.runs_of(call.op) > 1 else None
+    return TensorRef(
+        layer=call.op, path=path or entry.path, parents=call.parents,
+        shape=entry.shape if shape is None else shape, kind=kind,
+        index=entry.index if kind == "output" else index, order_of_call=order)
 
 
-def _is_spatial(ref: TensorRef) -> bool:
-    return len(ref.shape) in SPATIAL_RANKS
-
-
-def explainable_layers(model: keras.Model) -> list[TensorRef]:
-    """Layers whose output has spatial axes, the last one first (nested models included)."""
+def list_layers(model: keras.Model, *, details: bool = False) -> list:
+    """The tensors that can be explained (with spatial axes), last first, nested models'
+    contents included: their names, or with ``details=True`` ``(name, shape)`` pairs."""
     check_built(model)
-    return [ref for ref in reversed(_all_layers(model)) if _is_spatial(ref)]
+    cat = Catalog(model)
+    found = [(e.path, e.shape) for e in reversed(cat.entries) if is_spatial(e.shape)]
+    return found if details else [path for path, _ in found]
 
 
-def list_layers(model: keras.Model) -> list[str]:
-    """Names (paths, ``"outer/inner"`` when nested) of the explainable layers, last first."""
-    return [ref.path for ref in explainable_layers(model)]
+def candidates(model: keras.Model, limit: int = 12, shapes: bool = False) -> str:
+    found = list_layers(model, details=True)
+    shown = ", ".join(f"{p!r} {tuple(s)}" if shapes else repr(p) for p, s in found[:limit])
+    more = f" and {len(found) - limit} more (tfg.list_layers(model) lists them all)" if len(
+        found) > limit else ""
+    return shown + more if found else "(none)"
 
 
-def _candidates(model: keras.Model, limit: int = 12) -> str:
-    names = list_layers(model)
-    shown = ", ".join(repr(n) for n in names[:limit])
-    more = f" and {len(names) - limit} more (tfg.list_layers(model) lists them all)" if len(
-        names) > limit else ""
-    return shown + more if names else "(none)"
+_INPUT_OF = re.compile(r"^input_of\((?P<name>.+?)(?:,\s*(?P<index>\d+))?\)$")
+_SUFFIX = re.compile(r"^(?P<name>.+?)(?:@(?P<call>\d+))?(?:\[(?P<index>\d+)\])?$")
 
 
-def resolve_layer(model: keras.Model, layer: LayerLike) -> TensorRef:
-    """Find ``layer`` (a name, a path, a layer object or ``None``) in ``model``.
+def _parse(spec: str) -> Selector:
+    m = _INPUT_OF.match(spec)
+    if m:
+        inner = _parse(m.group("name"))
+        return Selector(inner.layer, "input", int(m.group("index") or 0), inner.call)
+    m = _SUFFIX.match(spec)
+    assert m is not None
+    call, index = m.group("call"), m.group("index")
+    return Selector(m.group("name"), "output", None if index is None else int(index),
+                    None if call is None else int(call))
+
+
+def _matching(cat: Catalog, layer: Any) -> list[Entry]:
+    if isinstance(layer, str):
+        exact = [e for e in cat.entries if e.path == layer]
+        if exact:
+            return exact
+        bare = re.sub(r"(@\d+)?(\[\d+\])?$", "", layer)
+        by_path = [e for e in cat.entries
+                   if re.sub(r"(@\d+)?(\[\d+\])?$", "", e.path) == bare]
+        return by_path or [e for e in cat.entries if e.op.name == bare]
+    return [e for e in cat.entries if e.op is layer]
+
+
+def resolve(model: keras.Model, spec: LayerLike, *, tokens: TokensLike = None,
+            catalog: Catalog | None = None) -> TensorRef:
+    """Find the tensor ``spec`` names in ``model`` (see the module docstring).
 
     Raises:
-        ValueError: the layer is unknown or has no spatial output; the message lists the layers
-            that can be explained, last first.
+        ValueError: unknown, ambiguous (a shared layer without its call, a multi-output layer
+            without its index) or without spatial axes; the message lists the candidates.
     """
     check_built(model)
-    refs = _all_layers(model)
-    if layer is None:
-        spatial = [r for r in reversed(refs) if _is_spatial(r)]
-        if not spatial:
-            raise ValueError(
-                f"Model {model.name!r} has no layer whose output has spatial axes "
-                "([N, T, C], [N, H, W, C] or [N, D, H, W, C]); Grad-CAM needs a convolutional "
-                "(or other spatial) layer to explain."
-            )
-        return spatial[0]
+    cat = catalog or Catalog(model)
+    if spec is None:
+        from tf_gradcam.choose import auto
 
-    if isinstance(layer, keras.layers.Layer):
-        matches = [r for r in refs if r.layer is layer]
-        what = f"layer object {layer.name!r}"
-    elif isinstance(layer, str):
-        matches = [r for r in refs if r.path == layer] or [r for r in refs if r.layer.name == layer]
-        what = f"layer {layer!r}"
+        return auto.choose(model, cat, tokens)
+    if isinstance(spec, str):
+        direct = [e for e in cat.entries if e.path == spec]
+        sel = Selector(spec) if direct else _parse(spec)
+    elif isinstance(spec, Selector):
+        sel = spec
+    elif isinstance(spec, keras.Operation):
+        sel = Selector(spec)
     else:
         raise TypeError(
-            f"layer must be a layer name, a keras layer or None, got {type(layer).__name__}."
+            f"layer must be a layer name or path, a keras layer or op, tfg.input_of(...) / "
+            f"tfg.output_of(...), or None; got {type(spec).__name__}."
         )
+    matches = _matching(cat, sel.layer)
+    label = sel.layer if isinstance(sel.layer, str) else sel.layer.name
+    if not matches and isinstance(sel.layer, (str, keras.layers.Layer)):
+        found = sublayers.find(cat, sel.layer)
+        if found is not None:
+            return _with_layout(model, cat, sublayers.ref(model, cat, found, sel), tokens)
     if not matches:
+        what = f"layer {label!r}" if isinstance(sel.layer, str) else f"layer object {label!r}"
         raise ValueError(
             f"Model {model.name!r} has no {what}. Layers that can be explained, last first: "
-            f"{_candidates(model)}."
+            f"{candidates(model)}."
         )
-    if len(matches) > 1:
-        paths = ", ".join(repr(m.path) for m in matches)
-        raise ValueError(f"{what} is ambiguous in model {model.name!r}: {paths}. Pass the path.")
-    ref = matches[0]
-    if not _is_spatial(ref):
+    matches = _pick(matches, sel, label)
+    entry = matches[0]
+    if sel.kind == "input":
+        consumed = entry.call.inputs
+        index = sel.index or 0
+        if index >= len(consumed):
+            raise ValueError(f"{label!r} reads {len(consumed)} tensor(s); input index {index} "
+                             "does not exist.")
+        path = str(Selector(entry.path.split("[")[0], "input", index))
+        ref = ref_of(cat, entry, "input", index, consumed[index].shape, path)
+    else:
+        ref = ref_of(cat, entry)
+    if not is_spatial(ref.shape):
         raise ValueError(
             f"Layer {ref.path!r} has output shape {ref.shape}, with no spatial axes to draw a map "
-            f"over. Choose a layer before global pooling / flattening: {_candidates(model)}."
+            f"over. Choose a layer before global pooling / flattening: {candidates(model)}."
         )
-    return ref
+    return _with_layout(model, cat, ref, tokens)
 
 
-#: The name of :class:`TensorRef` before it could name more than layers' outputs.
-LayerRef = TensorRef
-
-
-def resolve_many(model: keras.Model, layer: LayerSpec, *, fuses: bool, method: str
-                 ) -> tuple[TensorRef, ...]:
-    """``layer`` (or, for a method that fuses layers, a list of them) as tensor references."""
-    if not isinstance(layer, (list, tuple)):
-        return (resolve_layer(model, layer),)
-    refs = tuple(resolve_layer(model, lyr) for lyr in layer)
-    if not refs:
-        raise ValueError(f"layer is an empty {type(layer).__name__}: name at least one layer.")
-    if len(refs) > 1 and not fuses:
+def _pick(matches: list[Entry], sel: Selector, label: str) -> list[Entry]:
+    """The entries of ``sel``'s call and output among ``matches``; a ValueError if ambiguous."""
+    calls = sorted({e.call.index for e in matches if e.shared})
+    if sel.call is not None:
+        matches = [e for e in matches if e.call.index == sel.call]
+        if not matches:
+            raise ValueError(f"{label!r} has no call {sel.call}; its calls are {calls}.")
+    elif len({id(e.call) for e in matches}) > 1 and len(
+            {e.call.parent_calls for e in matches}) == 1:
         raise ValueError(
-            f"{method} explains one layer; got {len(refs)}: {[r.path for r in refs]}. Pass one "
-            "(tfg.LayerCAM fuses several layers)."
+            f"Layer {label!r} is called {len(calls)} times in the model (a shared layer or "
+            f"backbone, as in a siamese network); name one call, e.g. '{label}@0' or "
+            f"tfg.output_of({label!r}, call=0), or explain the shared model on its own: "
+            "tfg.GradCAM(backbone)."
         )
-    if len({id(r.layer) for r in refs}) < len(refs):
-        raise ValueError(f"layer lists a layer twice: {[r.path for r in refs]}.")
-    if len({r.spatial_rank for r in refs}) > 1:
-        raise ValueError(
-            f"Fused layers need the same number of spatial axes; got "
-            f"{ {r.path: r.shape for r in refs} }."
-        )
-    for outer in refs:
-        for inner in refs:
-            if inner is not outer and graph.is_graph_model(outer.layer) and graph.contains(
-                    outer.layer, inner.layer):
-                raise ValueError(
-                    f"Layer {inner.path!r} lies inside the fused model {outer.path!r}: list "
-                    f"that model's last layer instead of {outer.path!r}."
-                )
-    return refs
-
-
-def spatial_input(model: keras.Model, ref: TensorRef | None, specs: Sequence, method: str) -> int:
-    """Index of the model input the maps are drawn over (and Score-CAM masks): one the target
-    depends on, with its spatial axes plus channels (``[N, H, W, C]`` under a 2D target), or
-    token ids ``[N, T]`` under a 1D one. Without a target: the first input with spatial axes."""
-    if ref is None:
-        for i, spec in enumerate(specs):
-            if spec.shape.rank in SPATIAL_RANKS:
-                return i
-        raise ValueError(
-            f"{method} draws its map over an input with spatial axes ([N, T, C], [N, H, W, C] "
-            f"or [N, D, H, W, C]); model {model.name!r} has inputs of shapes "
-            f"{[tuple(s.shape) for s in specs]}."
-        )
-    s = ref.spatial_rank
-    feeding = graph.input_ancestors(
-        model, lambda calls: [v for c in calls if c.op is ref.layer for v in c.inputs]
-    ) or range(len(specs))
-    for i in feeding:
-        if specs[i].shape.rank == s + 2:
-            return i
-    for i in feeding:
-        if specs[i].shape.rank == s + 1 and (specs[i].dtype.is_integer or s == 1):
-            return i
-    raise ValueError(
-        f"Layer {ref.path!r} has {s} spatial axes, but no model input it depends on has them "
-        f"(inputs: {[tuple(sp.shape) for sp in specs]}); there is no image to draw its map "
-        "over. Choose a layer computed from the spatial input."
-    )
-
-
-def refuse_channels_first(model: keras.Model) -> None:
-    # Maps, upsampling and masks all read the spatial axes as [N, *S, C]; a channels_first
-    # layer would be explained along the wrong axes without any error.
-    for path, layer, _ in graph.walk(model):
-        if getattr(layer, "data_format", None) == "channels_first":
+    elif len({e.call.parent_calls for e in matches}) > 1:
+        paths = ", ".join(repr(e.path) for e in matches[:6])
+        raise ValueError(f"{label!r} is ambiguous in the model: {paths}. Pass the path.")
+    if sel.kind == "output":
+        outputs = [e for e in matches if e.index is not None]
+        if outputs and sel.index is None:
             raise ValueError(
-                f"Layer {path!r} uses data_format='channels_first'; tf_gradcam reads activations "
-                "as channels last ([N, *spatial, C]). Rebuild the model channels_last (the "
-                "TensorFlow default; weights transfer unchanged for Conv layers)."
-            )
+                f"Layer {label!r} has {len(outputs)} outputs; name one, e.g. '{label}[0]' or "
+                f"tfg.output_of({label!r}, index=0).")
+        if sel.index is not None:
+            matches = [e for e in matches if e.index == sel.index] or matches[:0]
+            if not matches:
+                raise ValueError(f"Layer {label!r} has no output {sel.index}.")
+    return matches
+
+
+def _with_layout(model: keras.Model, cat: Catalog, ref: TensorRef, tokens: TokensLike
+                 ) -> TensorRef:
+    """A ``[N, T, C]`` target computed from an image input (and from no sequence input) is a
+    token sequence: attach its patch grid."""
+    if len(ref.shape) != 3:
+        if tokens is not None:
+            raise ValueError(f"tokens= applies to [N, T, C] token sequences; {ref.path!r} has "
+                             f"shape {ref.shape}.")
+        return ref
+    image = token_image(model, cat, ref)
+    if image is None:
+        return ref
+    return replace(ref, layout=layout(ref.shape[1], image, tokens, f"Layer {ref.path!r}"))
+
+
+def token_image(model: keras.Model, cat: Catalog, ref: TensorRef) -> tuple | None:
+    """``(H, W)`` of the image input a ``[N, T, C]`` target is computed from, or ``None`` when
+    it also reads a sequence input (then it is a 1D sequence, explained as one)."""
+    feeding = [cat.roots[i] for i in input_indices(cat, ref)]
+    if any(len(v.shape) in (2, 3) for v in feeding):
+        return None  # token ids [N, T] or a signal [N, T, C]: a 1D sequence
+    images = [v for v in feeding if len(v.shape) == 4]
+    return tuple(images[0].shape[1:3]) if images else None
+
+
+def input_indices(cat: Catalog, ref: TensorRef) -> list[int]:
+    """Indices into ``model.inputs`` of the inputs ``ref`` depends on."""
+    calls = [c for c in cat.calls if c.op is (ref.within[0] if ref.within else ref.layer)]
+    found = []
+    for i, root in enumerate(cat.roots):
+        deps = cat.depends_on([root])
+        if any(id(v) in deps or v is root for c in calls for v in c.inputs):
+            found.append(i)
+    return found

@@ -30,7 +30,8 @@ import tensorflow as tf
 
 from tf_gradcam.choose import scores as scores_lib
 from tf_gradcam.choose import targets as targets_lib
-from tf_gradcam.choose import tensors
+from tf_gradcam.choose import explained, tensors
+from tf_gradcam.choose.tokens import TokensLike
 from tf_gradcam.engine import graph, pca, pipeline, resize
 from tf_gradcam.engine.context import Context
 from tf_gradcam.engine.inputs import InputChecker
@@ -52,6 +53,7 @@ class ExplainerOptions(TypedDict, total=False):
     jit_compile: bool
     counterfactual: bool
     eigen_smooth: bool
+    tokens: TokensLike
 
 
 def _key(name: str) -> str:
@@ -75,10 +77,14 @@ class Explainer:
     Args:
         model: a built ``keras.Model`` (functional, ``Sequential``, or nesting other models).
             It is never changed.
-        layer: a layer name (or ``"outer/inner"`` path), a layer object, or ``None`` for the last
-            layer whose output has spatial axes (1D ``[N, T, C]``, 2D ``[N, H, W, C]``,
-            3D ``[N, D, H, W, C]``), looking inside nested models. A method that overrides
-            :meth:`fuse` (Layer-CAM) also takes a list of layers, explained in one pass and fused.
+        layer: the tensor to explain (``[N, T, C]``, ``[N, H, W, C]`` or ``[N, D, H, W, C]``,
+            or a token sequence inside an image model): a layer or op name, an
+            ``"outer/inner"`` path (into nested models and composite layers), ``"name@i"`` for
+            one call of a shared layer, ``"name[j]"`` for one output, ``tfg.input_of(name)``
+            for what a layer reads, a layer object, or ``None`` for the automatic choice (the
+            input of the global pooling / flatten / token read-out, or what feeds a segmenter's
+            per-pixel classifier; see :mod:`tf_gradcam.choose.auto`). A method that overrides
+            :meth:`fuse` (Layer-CAM) also takes a list, explained in one pass and fused.
         score: ``"logits"`` explains the pre-softmax (pre-sigmoid) score even when the model ends
             in a softmax; ``"probabilities"`` explains the model's own output.
         jit_compile: compile the whole step with XLA.
@@ -88,6 +94,9 @@ class Explainer:
             activations (:meth:`weighted_activations`) instead of their sum over channels, as
             pytorch-grad-cam's option of that name (its sign fixed to agree with the plain map;
             rectified). Removes noise that no single direction of the channels explains.
+        tokens: how a ``[N, T, C]`` token target maps onto the image, when it cannot be
+            inferred: ``tfg.Tokens(prefix=1, grid=(14, 14))``, or a callable
+            ``[N, T, C] -> [N, h, w, C]`` (pytorch-grad-cam's ``reshape_transform``).
     """
 
     #: The name ``tfg.explain(method=...)`` knows the method by; setting it registers the class.
@@ -124,6 +133,7 @@ class Explainer:
         jit_compile: bool = False,
         counterfactual: bool = False,
         eigen_smooth: bool = False,
+        tokens: TokensLike = None,
     ) -> None:
         if eigen_smooth and not self.eigen_smooth_defined:
             raise ValueError(f"{type(self).__name__} has no weighted activations to smooth: "
@@ -136,8 +146,8 @@ class Explainer:
         self.model = model
         tensors.check_built(model)
         if self.uses_layer:
-            self.layer_refs: tuple[tensors.TensorRef, ...] = tensors.resolve_many(
-                model, layer, fuses=type(self).fuse is not Explainer.fuse,
+            self.layer_refs: tuple[tensors.TensorRef, ...] = explained.targets(
+                model, layer, tokens=tokens, fuses=type(self).fuse is not Explainer.fuse,
                 method=type(self).__name__)
         elif layer is not None:
             raise ValueError(
@@ -146,7 +156,7 @@ class Explainer:
             )
         else:
             self.layer_refs = ()
-        tensors.refuse_channels_first(model)
+        explained.refuse_channels_first(model)
         self.score = score
         self.jit_compile = bool(jit_compile)
         self.counterfactual = bool(counterfactual)
@@ -158,8 +168,8 @@ class Explainer:
             for i, t in enumerate(graph.graph_of(model).inputs)
         ]
         self.checker = InputChecker(self._input_specs, graph.input_names(model), model.name)
-        self._spatial_input = tensors.spatial_input(model, self.layer_ref, self._input_specs,
-                                                    type(self).__name__)
+        self._spatial_input = explained.spatial_input(model, self.layer_ref, self._input_specs,
+                                                      type(self).__name__)
         self._steps = StepCache()
 
     @classmethod

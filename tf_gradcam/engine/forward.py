@@ -17,32 +17,11 @@ import tensorflow as tf
 from tf_gradcam.choose import targets as targets_lib
 from tf_gradcam.choose.scores import probability_fn
 from tf_gradcam.engine import graph
+from tf_gradcam.engine.capture import combine, interceptors
 from tf_gradcam.engine.context import Context
 
 if TYPE_CHECKING:
     from tf_gradcam.engine.explainer import Explainer
-
-
-def compose(outer: graph.Override, inner: graph.Override | None) -> graph.Override:
-    """An override that runs ``outer`` around ``inner`` (both ``fn(call, *args, **kwargs)``)."""
-    if inner is None:
-        return outer
-    return lambda call, *a, **kw: outer(lambda *a2, **kw2: inner(call, *a2, **kw2), *a, **kw)
-
-
-def _capture(store: list, watch: Callable | None, transform: Callable | None) -> graph.Override:
-    """An override recording (watching, or replacing by ``transform``) an op's output."""
-
-    def fn(call, *args, **kwargs):
-        out = call(*args, **kwargs)
-        if transform is not None:
-            out = transform(out)
-        if watch is not None:
-            watch(out)
-        store.append(out)
-        return out
-
-    return fn
 
 
 class Forward:
@@ -64,24 +43,15 @@ class Forward:
         the (scored) outputs. ``transform`` replaces the first target's value (what flows on)."""
         ex = self.explainer
         all_overrides = {**ex.score_overrides, **(overrides or {})}
-        stores: list[list] = []
-        if capture:
-            for i, ref in enumerate(ex.layer_refs):
-                store: list = []
-                stores.append(store)
-                key = id(ref.layer)
-                all_overrides[key] = compose(
-                    _capture(store, watch, transform if i == 0 else None), all_overrides.get(key))
+        refs = ex.layer_refs if capture else ()
+        stores: list[list] = [[] for _ in refs]
+        for key, fn in interceptors(refs, stores, watch=watch, transform=transform).items():
+            all_overrides[key] = combine(fn, all_overrides.get(key))
         descend = graph.models_containing(ex.model, set(all_overrides))
         outputs = graph.run(ex.model, list(inputs), all_overrides, descend=descend)
-        for ref, store in zip(ex.layer_refs, stores):
-            if len(store) != 1:
-                raise ValueError(
-                    f"Layer {ref.path!r} is called {len(store)} times in the model (a shared "
-                    "layer or backbone, as in a siamese network); pick a layer that runs once "
-                    "per forward pass, or explain the shared model on its own: "
-                    "tfg.GradCAM(backbone)."
-                )
+        for ref, store in zip(refs, stores):
+            if not store:
+                raise ValueError(f"{ref.path!r} never ran when the model ran: nothing to explain.")
         return [store[0] for store in stores], outputs
 
     def score(self, outputs: Any, codes: tf.Tensor, probability: bool = False
@@ -104,6 +74,10 @@ class Forward:
         and, for gradient methods, one backward pass per class."""
         acts, outputs, scores, chosen, grads, hessian = self._differentiate(None, self.codes)
         self.targets_rows = tf.reshape(chosen, [-1])
+        refs = self.explainer.layer_refs or (None,)
+        acts = [self.grid(ref, a) for ref, a in zip(refs, acts)]
+        grads = [self.grid(ref, g) for ref, g in zip(refs, grads)]
+        hessian = self.grid(refs[0], hessian)
         return [
             Context(
                 inputs=[self.rows(x) for x in self.inputs],
@@ -180,6 +154,13 @@ class Forward:
         _, outputs = self.run(self.inputs, overrides=overrides, capture=False)
         return [x], outputs
 
+    @staticmethod
+    def grid(ref: Any, x: tf.Tensor | None) -> tf.Tensor | None:
+        """A token target's tensor ``[R, T, C]`` on its patch grid ``[R, h, w, C]``."""
+        if x is None or ref is None or ref.layout is None:
+            return x
+        return ref.layout.to_grid(x)
+
     def rows(self, x: tf.Tensor) -> tf.Tensor:
         """``[B, ...] -> [B * k, ...]``: each sample repeated once per class (sample-major)."""
         return x if self.k == 1 else tf.repeat(x, self.k, axis=0)
@@ -212,12 +193,17 @@ class Forward:
         samples = self.sample_of(rows)
         inputs = [tf.gather(x, samples) for x in self.inputs]
         replay = {key: self._cached(key, samples) for key in self.cache}
+        grid = self.explainer.layer_refs[0].layout
+        if grid is not None:  # the method changes the grid; the model reads tokens
+            on_grid = transform
+            transform = lambda raw: grid.from_grid(on_grid(grid.to_grid(raw)), raw)  # noqa: E731
         _, outputs = self.run(inputs, transform=transform, overrides=replay)
         return self._score_rows(outputs, rows, probability)
 
     def gradients_at(self, inputs: list, rows: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         acts, _, _, _, grads, _ = self._differentiate(inputs, self._row_codes(rows))
-        return tf.cast(acts[0], tf.float32), grads[0]
+        ref = self.explainer.layer_refs[0]
+        return self.grid(ref, tf.cast(acts[0], tf.float32)), self.grid(ref, grads[0])
 
     def input_gradients(self, overrides: dict) -> tf.Tensor:
         ex = self.explainer
@@ -250,7 +236,10 @@ class Forward:
         reach, so :meth:`rescore_activations` runs only the layers after the target (skip
         connections that jump over it read the recorded tensors). Without that split (a
         shared layer), nothing is recorded: each rescoring runs the whole network."""
-        layer = self.explainer.layer
+        ref = self.explainer.layer_refs[0]
+        layer = ref.layer
+        if ref.kind != "output" or ref.within or ref.index is not None:
+            return {}  # the split is defined for an op's (only) output
         upstream = graph.upstream_of(self.explainer.model, layer)
         if upstream is None:
             return {}

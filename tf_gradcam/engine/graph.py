@@ -200,6 +200,8 @@ class Call:
     outputs: tuple
     index: int = 0
     parents: tuple = ()  # the nested models around the call, outermost first
+    parent_calls: tuple = ()  # which call of each of those models it runs in (node indices)
+    order: int = 0  # position in execution order
 
     @property
     def layer(self) -> Any:  # the name older code used
@@ -228,7 +230,7 @@ def trace(model: keras.Model) -> tuple[list[Call], list[Value], list[Value]]:
     """
     calls: list[Call] = []
 
-    def run_graph(m: keras.Model, args: list, parents: tuple) -> Any:
+    def run_graph(m: keras.Model, args: list, parents: tuple, parent_calls: tuple) -> Any:
         g = graph_of(m)
         symbolic = {id(v): t for v, t in zip(args, g.inputs)}
 
@@ -237,14 +239,15 @@ def trace(model: keras.Model) -> tuple[list[Call], list[Value], list[Value]]:
                 consumed = tuple(v for v in _keras.flatten((a, kw)) if isinstance(v, Value))
                 index, sym_out = _node_index(op, [symbolic.get(id(v)) for v in consumed])
                 if is_graph_model(op):
-                    out = run_graph(op, list(consumed), parents + (op,))
+                    out = run_graph(op, list(consumed), parents + (op,), parent_calls + (index,))
                     flat_out = _keras.flatten(out)
                 else:
                     flat_out = [Value(tuple(t.shape), t.dtype) for t in sym_out] or [Value()]
                     out = flat_out[0] if len(flat_out) == 1 else list(flat_out)
                 for v, t in zip(flat_out, sym_out):
                     symbolic[id(v)] = t
-                calls.append(Call(op, consumed, tuple(flat_out), index, parents))
+                calls.append(Call(op, consumed, tuple(flat_out), index, parents, parent_calls,
+                                  len(calls)))
                 return out
 
             return call
@@ -252,7 +255,7 @@ def trace(model: keras.Model) -> tuple[list[Call], list[Value], list[Value]]:
         return _keras.run_through_graph(g, list(args), operation_fn)
 
     roots = [Value(tuple(t.shape), t.dtype) for t in graph_of(model).inputs]
-    outputs = run_graph(model, roots, ())
+    outputs = run_graph(model, roots, (), ())
     return calls, list(_keras.flatten(outputs)), roots
 
 
