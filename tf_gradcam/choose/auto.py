@@ -28,6 +28,9 @@ from tf_gradcam.choose.tensors import Selector, TensorRef, _with_layout, candida
 from tf_gradcam.choose.tokens import TokensLike, layout
 from tf_gradcam.engine import graph
 
+_GLOBAL_POOLING = tuple(getattr(keras.layers, name) for name in (
+    "GlobalAveragePooling1D", "GlobalAveragePooling2D", "GlobalAveragePooling3D",
+    "GlobalMaxPooling1D", "GlobalMaxPooling2D", "GlobalMaxPooling3D"))
 # Read-outs that look at every token (no class-token trap).
 _POOLING_WORDS = ("pool", "mean", "average", "flatten", "sum", "max", "reshape")
 
@@ -70,10 +73,16 @@ class _Choice:
         self.deps = cat.depends_on([root])
 
     def grid(self, value: Any) -> Any:
+        """The patch grid of a token sequence, or ``None``. An inferred layout needs fewer
+        prefix tokens than patches: a sequence that only fits after dropping most of it (a
+        CNN's columns fed to an LSTM) is no patch grid."""
         try:
-            return layout(value.shape[1], self.image, self.tokens, "")
+            found = layout(value.shape[1], self.image, self.tokens, "")
         except ValueError:
             return None
+        if self.tokens is None and found.prefix >= found.grid[0] * found.grid[1]:
+            return None
+        return found
 
     def spatial(self, value: Any) -> bool:
         if id(value) not in self.deps or not value.shape:
@@ -82,10 +91,19 @@ class _Choice:
             return True
         return self.rank == 2 and len(value.shape) == 3 and self.grid(value) is not None
 
-    def readout(self, value: Any, out: Any) -> bool:
-        """Whether ``out`` no longer carries ``value``'s spatial axes (or collapses them to 1)."""
+    def readout(self, op: Any, value: Any, out: Any) -> bool:
+        """Whether ``out`` no longer carries ``value``'s spatial axes (or collapses them to 1,
+        or reorders them: a permutation or reshape makes them other axes)."""
         if not self.spatial(out):
             return True
+        name = type(op).__name__.lower()
+        if "permute" in name or "transpose" in name:
+            return True
+        if "reshape" in name and out.shape[1:-1] != value.shape[1:-1]:
+            grid = self.grid(out) if len(out.shape) == 3 else None
+            flattened = grid is not None and grid.prefix == 0 and grid.grid == tuple(
+                value.shape[1:-1])
+            return not flattened
         inner = [d for d in value.shape[1:-1]]
         outer = [d for d in out.shape[1:-1]]
         return all(d == 1 for d in outer) and any(d not in (1,) for d in inner)
@@ -103,13 +121,25 @@ class _Choice:
     # ---------------------------------------------------------------- the rules
     def classifier(self) -> TensorRef | None:
         found = None
+        # Values computed only from read-outs' outputs carry no spatial information any more
+        # (MobileNet's 1x1 conv_preds after its keepdims pooling); a squeeze-and-excitation
+        # product of a pooled vector with the feature map still does.
+        lost: set[int] = set()
         for call in self.cat.calls:
             if graph.is_graph_model(call.op):
                 continue
+            from_image = [u for u in call.inputs if id(u) in self.deps]
+            if from_image and all(id(u) in lost for u in from_image):
+                lost.update(id(o) for o in call.outputs)
+                continue
             for value in call.inputs:
-                if self.spatial(value) and all(self.readout(value, o) for o in call.outputs) and (
-                        any(self.cat.reaches_output(o) for o in call.outputs)):
-                    found = (call, value)
+                if id(value) in lost or not self.spatial(value):
+                    continue
+                pools = isinstance(call.op, _GLOBAL_POOLING)
+                if (pools or all(self.readout(call.op, value, o) for o in call.outputs)):
+                    lost.update(id(o) for o in call.outputs)
+                    if any(self.cat.reaches_output(o) for o in call.outputs):
+                        found = (call, value)
         if found is None:
             return None
         call, value = found

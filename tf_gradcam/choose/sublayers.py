@@ -9,6 +9,7 @@ shapes are read by tracing the model once with them captured.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,6 +46,11 @@ def descendants(layer: Any, prefix: str = "") -> list[tuple[str, tuple]]:
     return found
 
 
+def holder_path(entry: Entry) -> str:
+    """A composite's path without its output index: its sublayers belong to the whole call."""
+    return re.sub(r"\[\d+\]$", "", entry.path)
+
+
 def find(cat: Catalog, spec: Any) -> Found | None:
     """The sublayer ``spec`` names, if any: a layer object, or a path through a composite, in
     full (``"backbone/vit_encoder/transformer_block_3"``) or as its last components
@@ -54,12 +60,12 @@ def find(cat: Catalog, spec: Any) -> Found | None:
         if not children(entry.op) or entry.index not in (None, 0):
             continue
         for path, chain in descendants(entry.op):
-            full = f"{entry.path}/{path}"
+            full = f"{holder_path(entry)}/{path}"
             if chain[-1] is spec or (isinstance(spec, str) and (
                     full == spec or full.endswith("/" + spec))):
                 found.setdefault(id(chain[-1]), Found(entry, (entry.op, *chain)))
     if len(found) > 1:
-        paths = ", ".join(repr(f"{f.entry.path}/" + "/".join(x.name for x in f.chain[1:]))
+        paths = ", ".join(repr(f"{holder_path(f.entry)}/" + "/".join(x.name for x in f.chain[1:]))
                           for f in found.values())
         raise ValueError(f"{spec!r} is ambiguous: {paths}. Pass the full path.")
     return next(iter(found.values()), None)
@@ -71,7 +77,7 @@ def ref(model: keras.Model, cat: Catalog, found: Found, sel: Any) -> Any:
 
     holder = ref_of(cat, found.entry)
     names = "/".join(layer.name for layer in found.chain[1:])
-    path = f"{found.entry.path}/{names}"
+    path = f"{holder_path(found.entry)}/{names}"
     kind = sel.kind
     target = TensorRef(
         layer=found.chain[-1], path=f"input_of({path})" if kind == "input" else path,

@@ -199,9 +199,10 @@ def resolve(model: keras.Model, spec: LayerLike, *, tokens: TokensLike = None,
         from tf_gradcam.choose import auto
 
         return auto.choose(model, cat, tokens)
+    direct: list[Entry] = []
     if isinstance(spec, str):
         direct = [e for e in cat.entries if e.path == spec]
-        sel = Selector(spec) if direct else _parse(spec)
+        sel = Selector(spec, index=direct[0].index) if direct else _parse(spec)
     elif isinstance(spec, Selector):
         sel = spec
     elif isinstance(spec, keras.Operation):
@@ -223,7 +224,7 @@ def resolve(model: keras.Model, spec: LayerLike, *, tokens: TokensLike = None,
             f"Model {model.name!r} has no {what}. Layers that can be explained, last first: "
             f"{candidates(model)}."
         )
-    matches = _pick(matches, sel, label)
+    matches = direct or _pick(matches, sel, label)
     entry = matches[0]
     if sel.kind == "input":
         consumed = entry.call.inputs

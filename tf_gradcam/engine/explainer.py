@@ -32,7 +32,7 @@ from tf_gradcam.choose import scores as scores_lib
 from tf_gradcam.choose import targets as targets_lib
 from tf_gradcam.choose import explained, tensors
 from tf_gradcam.choose.tokens import TokensLike
-from tf_gradcam.engine import graph, pca, pipeline, resize
+from tf_gradcam.engine import diagnose, graph, pca, pipeline, resize
 from tf_gradcam.engine.context import Context
 from tf_gradcam.engine.inputs import InputChecker
 from tf_gradcam.engine.step import StepCache
@@ -349,7 +349,8 @@ class Explainer:
             codes = tf.fill([batch, 1], tf.constant(targets_lib.TOP_CLASS, tf.int32))
         else:
             codes = tf.reshape(tf.cast(target_arg, tf.int32), [-1, 1])
-        return self.compiled_step(score_fn)(list(inputs), codes)
+        out = self.compiled_step(score_fn)(list(inputs), codes)
+        return {k: v for k, v in out.items() if not k.startswith(diagnose.PREFIX)}
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(model={self.model.name!r}, layer={self.layer_names!r})"

@@ -16,7 +16,7 @@ import tensorflow as tf
 
 from tf_gradcam.choose import targets as targets_lib
 from tf_gradcam.choose.scores import probability_fn
-from tf_gradcam.engine import graph
+from tf_gradcam.engine import diagnose, graph
 from tf_gradcam.engine.capture import combine, interceptors
 from tf_gradcam.engine.context import Context
 
@@ -35,6 +35,7 @@ class Forward:
         self.k = int(codes.shape[1])
         self.cache: dict[int, Any] = {}
         self.targets_rows: tf.Tensor | None = None
+        self.diagnostics: dict = {}  # [R] bool flags of why a map may be empty
 
     # ------------------------------------------------------------------ running the model
     def run(self, inputs: list, *, watch: Callable | None = None, transform: Callable | None = None,
@@ -75,6 +76,8 @@ class Forward:
         acts, outputs, scores, chosen, grads, hessian = self._differentiate(None, self.codes)
         self.targets_rows = tf.reshape(chosen, [-1])
         refs = self.explainer.layer_refs or (None,)
+        if refs[0] is not None:
+            self.diagnostics = diagnose.flags(refs[0], self.rows(acts[0]), grads[0], tf.identity)
         acts = [self.grid(ref, a) for ref, a in zip(refs, acts)]
         grads = [self.grid(ref, g) for ref, g in zip(refs, grads)]
         hessian = self.grid(refs[0], hessian)

@@ -15,7 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from tf_gradcam.choose import targets as targets_lib
-from tf_gradcam.engine import checks
+from tf_gradcam.engine import checks, diagnose
 
 if TYPE_CHECKING:
     from tf_gradcam.engine.explainer import Explainer
@@ -105,11 +105,15 @@ def _execute(explainer: Explainer, plan, xs: list, codes: np.ndarray) -> dict:
             "batch), not a reduced or differently sized tensor: e.g. lambda logits: "
             "logits[:, 3], not tf.reduce_sum(logits[:, 3])."
         ) from None
-    return finish({k: v.numpy() for k, v in out.items()}, plan)
+    return finish(explainer, {k: v.numpy() for k, v in out.items()}, plan)
 
 
-def finish(out: dict, plan) -> dict:
-    """``[B * k, ...]`` step results -> ``[B, k, ...]`` when the plan explains k classes each."""
+def finish(explainer: "Explainer", out: dict, plan) -> dict:
+    """The step's ``[B * k, ...]`` results as the Explanation's fields: ``[B, k, ...]`` when
+    the plan explains k classes each; the step's diagnostics reported (empty maps) and dropped."""
+    why = {k[len(diagnose.PREFIX):]: out.pop(k) for k in list(out)
+           if k.startswith(diagnose.PREFIX)}
+    diagnose.report(explainer, out, why)
     if not plan.multi:
         return out
     return {key: v.reshape((-1, plan.k) + v.shape[1:]) for key, v in out.items()}
@@ -154,4 +158,4 @@ def _distributed(explainer: Explainer, dataset: tf.data.Dataset, plan, strategy
             parts = [p.numpy() for p in strategy.experimental_local_results(value)]
             merged[key] = np.concatenate([p for p in parts if len(p)] or parts[:1])
         if len(merged["targets"]):
-            yield finish(merged, plan)
+            yield finish(explainer, merged, plan)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Callable, Hashable
 import tensorflow as tf
 
 from tf_gradcam.choose.targets import Plan
-from tf_gradcam.engine import resize
+from tf_gradcam.engine import diagnose, resize
 from tf_gradcam.engine.forward import Forward
 
 if TYPE_CHECKING:
@@ -45,6 +45,7 @@ def step_body(explainer: Explainer, inputs: list, codes: tf.Tensor, fn: Any) -> 
         "targets": ctx.targets,
         "scores": ctx.scores,
         **{k: tf.cast(v, tf.float32) for k, v in extras.items()},
+        **{diagnose.PREFIX + k: v for k, v in forward.diagnostics.items()},
     }
 
 
