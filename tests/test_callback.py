@@ -523,7 +523,8 @@ def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
 
 # ---------------------------------------------------------------------- review follow-ups
 def test_labels_of_non_classifiers_are_not_read_as_classes(tmp_path):
-    """A binary sigmoid head with 0/1 labels, and a regression head with float targets."""
+    """A binary sigmoid head with 0/1 labels (two classes: its logit and the negated one), and
+    a regression head with float targets (never classes)."""
     keras.utils.set_random_seed(2)
     x, _ = tiny_data(16)
     inp = keras.Input((16, 16, 3))
@@ -533,7 +534,12 @@ def test_labels_of_non_classifiers_are_not_read_as_classes(tmp_path):
     y01 = (np.arange(16) % 2).astype(np.float32)
     cb = tfg.GradCAMCallback((x[:4], y01[:4]), png_dir=tmp_path / "bin")
     binary.fit(x, y01, epochs=1, batch_size=8, verbose=0, callbacks=[cb])
-    np.testing.assert_array_equal(cb.last_explanation.targets, [0, 0, 0, 0])
+    np.testing.assert_array_equal(cb.last_explanation.targets, y01[:4])
+    dense = binary.layers[-1]  # the sigmoid unit's logit, from its trained kernel and bias
+    feats = keras.Model(inp, dense.input).predict(x[:4], verbose=0)
+    z = (feats @ dense.kernel.numpy() + dense.bias.numpy())[:, 0]
+    np.testing.assert_allclose(cb.last_explanation.scores, np.where(y01[:4] == 1, z, -z),
+                               rtol=1e-4, atol=1e-6)
 
     reg = keras.Model(inp, L.Dense(1)(feat))
     reg.compile("adam", "mse")

@@ -127,18 +127,21 @@ def test_scorecam_probabilities_mode_on_softmax_model_agrees(logit_cnn, images, 
 
 
 def test_scorecam_sigmoid_head_uses_the_sigmoid(rng):
-    """A binary classifier, Dense(1, sigmoid): a softmax over one logit would always be 1."""
+    """A binary classifier, Dense(1, sigmoid): a softmax over one logit would always be 1.
+    Class 1 is the positive class (its probability p), class 0 the negative one (1 - p)."""
     keras.utils.set_random_seed(8)
     inp = keras.Input((6, 6, 2))
     a = L.Conv2D(3, 3, padding="same", activation="relu", name="feat")(inp)
     model = keras.Model(inp, L.Dense(1, activation="sigmoid")(L.Flatten()(a)))
     x = rng.random((2, 6, 6, 2), dtype=np.float32)
-    res = ScoreCAM(model, "feat")(x, 0)
+    res = ScoreCAM(model, "feat")(x, 1)
     acts = predict(keras.Model(inp, a), x)
     masked = [x[i] * np_min_max(acts[i, ..., j])[..., None] for i in range(2) for j in range(3)]
     expected = predict(model, np.stack(masked).astype(np.float32))[:, 0].reshape(2, 3)
     assert np.ptp(expected) > 1e-3
     np.testing.assert_allclose(res.weights, expected, rtol=1e-4, atol=1e-6)
+    negative = ScoreCAM(model, "feat")(x, 0)
+    np.testing.assert_allclose(negative.weights, 1 - expected, rtol=1e-4, atol=1e-6)
 
 
 def test_scorecam_xla_matches(logit_cnn, images, scorecam_result):
@@ -250,7 +253,7 @@ def test_scorecam_2048_channels_memory_is_bounded_by_batch_size(rng):
     step = tf.function(make_step(explainer, Plan(key=("classes", 1))).python_function,
                        autograph=False)
     graph = step.get_concrete_function(
-        [tf.TensorSpec((1, h, h, 1), tf.float32)], tf.TensorSpec([1, 1], tf.int32)).graph
+        [tf.TensorSpec((1, h, h, 1), tf.float32)], tf.TensorSpec([1, 1], tf.int32), {}).graph
     at_input = []
     for g in _function_graphs(graph):
         for op in g.get_operations():
@@ -320,7 +323,8 @@ def test_ablationcam_weights_are_relative_drops(split_cnn, rng):
 
 
 def test_ablationcam_zero_score_stays_finite(rng):
-    """``y_c = 0`` exactly (a ReLU output): weights are ``-y_c^k / epsilon``, finite, no NaN."""
+    """``y_c = 0`` exactly (a ReLU output): weights are ``-y_c^k / epsilon``, finite, no NaN.
+    (One output unit is a binary head: class 1 is the output itself, class 0 its negation.)"""
     inp = keras.Input((4, 4, 1))
     a = L.Conv2D(3, 1, activation="relu", kernel_initializer="ones", name="feat")(inp)
     dense = L.Dense(1, name="pre")
@@ -328,7 +332,7 @@ def test_ablationcam_zero_score_stays_finite(rng):
     kernel = np.tile(np.array([[-10.0, 1.0, 1.0]], np.float32), (16, 1)).reshape(48, 1)
     dense.set_weights([kernel, np.zeros(1, np.float32)])
     x = rng.random((2, 4, 4, 1), dtype=np.float32) + 0.1
-    res = AblationCAM(model, "feat")(x, 0)
+    res = AblationCAM(model, "feat")(x, 1)
     assert np.all(res.scores == 0)
     acts = predict(keras.Model(inp, a), x)
     y0 = 2 * acts[..., 1].sum(axis=(1, 2))  # channel 0 ablated: the other two, ReLU'd

@@ -32,7 +32,8 @@ class PrefixTokens(L.Layer):
 def tiny_vit(prefix=1, pooling="token", blocks=2, seed=11):
     keras.utils.set_random_seed(seed)
     inp = keras.Input((IMAGE, IMAGE, 3))
-    x = L.Reshape((-1, DIM), name="tokens")(L.Conv2D(DIM, PATCH, strides=PATCH, name="patchify")(inp))
+    patches = L.Conv2D(DIM, PATCH, strides=PATCH, name="patchify")(inp)
+    x = L.Reshape((-1, DIM), name="tokens")(patches)
     if prefix:
         x = PrefixTokens(prefix, name="prefix")(x)
     for i in range(blocks):
@@ -219,3 +220,16 @@ def test_keras_hub_deit_and_dinov2_layouts(rng):
     x = {"images": rng.random((2, 32, 32, 3), dtype=np.float32)}
     res = tfg.GradCAM(model)(x, 0)
     assert res.heatmaps.shape == (2, 32, 32) and res.raw.max() > 0
+
+
+def test_keras_hub_sublayers_are_listed_with_their_shapes(rng):
+    model = hub_vit()
+    listed = dict(tfg.list_layers(model, details=True))
+    block = [p for p in listed if p.endswith("vit_encoder/transformer_block_1")]
+    assert block and listed[block[0]] == (None, 17, 32)
+    assert not any(p.endswith("/mha/query") for p in listed)  # Keras' own internals are not
+    # a listed sublayer is a valid target, and fusing two sublayers of one encoder works
+    x = rng.random((2, 32, 32, 3), dtype=np.float32)
+    both = [p for p in listed if p.endswith(("transformer_block_1", "transformer_block_2"))]
+    fused = tfg.LayerCAM(model, both)(x, 0)
+    assert fused.heatmaps.shape == (2, 32, 32) and fused.raw.max() > 0

@@ -120,7 +120,7 @@ class _Choice:
 
     # ---------------------------------------------------------------- the rules
     def classifier(self) -> TensorRef | None:
-        found = None
+        readouts = []
         # Values computed only from read-outs' outputs carry no spatial information any more
         # (MobileNet's 1x1 conv_preds after its keepdims pooling); a squeeze-and-excitation
         # product of a pooled vector with the feature map still does.
@@ -139,15 +139,43 @@ class _Choice:
                 if (pools or all(self.readout(call.op, value, o) for o in call.outputs)):
                     lost.update(id(o) for o in call.outputs)
                     if any(self.cat.reaches_output(o) for o in call.outputs):
-                        found = (call, value)
-        if found is None:
+                        readouts.append((call, value))
+        # The head's read-outs are those after which no spatial tensor follows (not a
+        # squeeze-and-excitation pooling, whose vector multiplies a feature map again).
+        final = [(c, v) for c, v in readouts if not self.spatial_after(c, lost)]
+        if not final:
             return None
-        call, value = found
+        call, value = final[-1]
+        if len({id(v) for _, v in final}) > 1:  # several heads (a detector's levels and tasks)
+            value = self.trunk([v for _, v in final])
         grid = self.grid(value) if len(value.shape) == 3 and self.rank == 2 else None
         selects = not any(w in type(call.op).__name__.lower() for w in _POOLING_WORDS)
         if grid is not None and grid.prefix > 0 and selects:
             return self.before_last_attention(value) or self.ref_for(value)
         return self.ref_for(value)
+
+    def spatial_after(self, call: Any, lost: set[int]) -> bool:
+        """Whether a tensor still carrying spatial information is computed from ``call``'s
+        outputs (not one of the 1x1 maps that only follow read-outs, in ``lost``)."""
+        after = {id(o) for o in call.outputs}
+        for later in self.cat.calls[call.order + 1:]:
+            if any(id(v) in after for v in later.inputs):
+                if any(self.spatial(o) and id(o) not in lost for o in later.outputs) and (
+                        not graph.is_graph_model(later.op)):
+                    return True
+                after.update(id(o) for o in later.outputs)
+        return False
+
+    def trunk(self, values: list) -> Any:
+        """The last spatial tensor that every one of ``values`` is computed from (the trunk
+        that all of a detector's heads read), or the last of ``values`` if there is none."""
+        shared = set.intersection(*(self.cat.ancestors(v) for v in values))
+        best = None
+        for call in self.cat.calls:
+            for v in call.outputs:
+                if id(v) in shared and self.spatial(v) and not graph.is_graph_model(call.op):
+                    best = v
+        return best if best is not None else values[-1]
 
     def segmenter(self) -> TensorRef | None:
         value = self.cat.outputs[0]

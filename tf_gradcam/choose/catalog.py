@@ -83,6 +83,19 @@ class Catalog:
                 found.update(id(v) for v in call.outputs)
         return found
 
+    def ancestors(self, value: Any) -> set[int]:
+        """Ids of the values ``value`` is computed from (itself included)."""
+        found, stack = set(), [value]
+        while stack:
+            v = stack.pop()
+            if id(v) in found:
+                continue
+            found.add(id(v))
+            call = self.producers.get(id(v))
+            if call is not None:
+                stack.extend(call.inputs)
+        return found
+
     def reaches_output(self, value: Any) -> bool:
         """Whether the model's outputs are computed from ``value``."""
         downstream = {id(value)}

@@ -78,43 +78,95 @@ def logit_overrides(model: keras.Model) -> dict[int, graph.Override]:
     return overrides
 
 
+#: Losses that make a compiled model a regression model (its outputs are values, not classes).
+REGRESSION_LOSSES = {
+    "mse", "mae", "mape", "msle", "huber", "logcosh", "log_cosh", "mean_squared_error",
+    "mean_absolute_error", "mean_absolute_percentage_error", "mean_squared_logarithmic_error",
+    "meansquarederror", "meanabsoluteerror", "meanabsolutepercentageerror",
+    "meansquaredlogarithmicerror", "huber_loss", "cosine_similarity", "cosinesimilarity",
+}
+
+
+def _regression_loss(loss: Any) -> str | None:
+    """The name of ``loss`` (a string, a Loss object or a function) if it is a regression loss."""
+    losses = list(loss.values()) if isinstance(loss, dict) else (
+        list(loss) if isinstance(loss, (list, tuple)) else [loss])
+    for item in losses:
+        name = item if isinstance(item, str) else getattr(item, "name", None) or getattr(
+            item, "__name__", None) or type(item).__name__
+        if str(name).lower() in REGRESSION_LOSSES:
+            return str(name)
+    return None
+
+
 @dataclass(frozen=True)
 class HeadInfo:
     """What the model outputs, as far as choosing a class score is concerned.
 
     Attributes:
-        num_classes: classes of a single ``[N, C]`` output, else ``None``.
+        units: the width of a single ``[N, C]`` output, else ``None``.
         squashing: ``"softmax"``, ``"sigmoid"`` or ``None`` (logits, or unknown) for the final
             activation found in the graph.
         n_outputs: how many outputs the model has.
+        regression: the regression loss the model is compiled with (``"mse"``...), if any.
     """
 
-    num_classes: int | None
+    units: int | None
     squashing: str | None
     n_outputs: int
+    regression: str | None = None
+
+    @property
+    def binary(self) -> bool:
+        """One logit or one sigmoid unit: two classes, the positive one and its negation."""
+        return self.units == 1 and self.regression is None
+
+    @property
+    def num_classes(self) -> int | None:
+        """The classes that can be explained: ``C``, 2 for a binary head, ``None`` for a model
+        without one ``[N, C]`` classifier output (several outputs, a regression)."""
+        if self.units is None or self.regression is not None:
+            return None
+        return 2 if self.binary else self.units
 
     @property
     def sigmoid(self) -> bool:
         """Independent sigmoid units (or one logit): each class's probability is its sigmoid."""
-        return self.squashing == "sigmoid" or (self.squashing is None and self.num_classes == 1)
+        return self.squashing == "sigmoid" or (self.squashing is None and self.units == 1)
+
+    def class_scores(self, outputs: tf.Tensor, score: str) -> tf.Tensor:
+        """``[N, num_classes]`` scores of the classes: the outputs, or for a binary head
+        ``[-z, z]`` (logits; the negative class's logit is the negated one) or ``[1 - p, p]``
+        (a sigmoid's probabilities)."""
+        outputs = tf.cast(outputs, tf.float32)
+        if not self.binary:
+            return outputs
+        if score == "probabilities" and self.squashing == "sigmoid":
+            return tf.concat([1.0 - outputs, outputs], axis=-1)
+        return tf.concat([-outputs, outputs], axis=-1)
 
 
 def head_of(model: keras.Model) -> HeadInfo:
     outputs = model.outputs
-    num_classes = outputs[0].shape[-1] if len(outputs) == 1 and len(outputs[0].shape) == 2 else None
+    units = outputs[0].shape[-1] if len(outputs) == 1 and len(outputs[0].shape) == 2 else None
     kinds = {_squashing_kind(op) for op in _output_producers(model)} - {None}
     squashing = kinds.pop() if len(kinds) == 1 else None
-    return HeadInfo(num_classes=num_classes, squashing=squashing, n_outputs=len(outputs))
+    regression = _regression_loss(getattr(model, "loss", None)) if getattr(
+        model, "compiled", False) or getattr(model, "loss", None) is not None else None
+    return HeadInfo(units=units, squashing=squashing, n_outputs=len(outputs),
+                    regression=regression)
 
 
 def output_classes(model: keras.Model) -> int | None:
-    """Number of classes of a single-output classifier ``[N, C]``, else ``None``."""
+    """Number of explainable classes of a single-output classifier ``[N, C]`` (2 for one
+    logit), else ``None``."""
     return head_of(model).num_classes
 
 
 def probability_fn(head: HeadInfo) -> Callable[[tf.Tensor], tf.Tensor]:
-    """Logits -> probabilities for this head: a softmax over the classes, or an elementwise
-    sigmoid for a sigmoid (or one-logit) output, whose classes are independent."""
+    """Class scores (logits) -> probabilities for this head: a softmax over the classes, or an
+    elementwise sigmoid for sigmoid units (or one logit, as ``[-z, z]``), which are
+    independent."""
     if head.sigmoid:
         return tf.math.sigmoid
     return lambda logits: tf.nn.softmax(logits, axis=-1)

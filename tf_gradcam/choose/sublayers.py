@@ -30,8 +30,12 @@ class Found:
 
 
 def children(layer: Any) -> list:
-    """The layers ``layer`` holds directly (none for a functional model: its graph is listed)."""
+    """The layers ``layer`` holds directly (none for a functional model, whose graph is listed,
+    nor for Keras' own layers, whose inner parts, such as an attention's projections, are not
+    what a user explains)."""
     if graph.is_graph_model(layer) or not isinstance(layer, keras.layers.Layer):
+        return []
+    if type(layer).__module__.startswith("keras."):
         return []
     return _keras.child_layers(layer)
 
@@ -69,6 +73,31 @@ def find(cat: Catalog, spec: Any) -> Found | None:
                           for f in found.values())
         raise ValueError(f"{spec!r} is ambiguous: {paths}. Pass the full path.")
     return next(iter(found.values()), None)
+
+
+def listing(model: keras.Model, cat: Catalog) -> dict[int, list[tuple[str, tuple]]]:
+    """``{id(composite's entry): [(path, shape), ...]}`` of every sublayer that runs, for
+    :func:`tf_gradcam.choose.tensors.list_layers` (one trace of the model for their shapes)."""
+    from tf_gradcam.choose.tensors import TensorRef
+
+    targets, owners = [], []
+    for entry in cat.entries:
+        if not children(entry.op) or entry.index not in (None, 0):
+            continue
+        for path, chain in descendants(entry.op):
+            targets.append(TensorRef(layer=chain[-1], path=f"{holder_path(entry)}/{path}",
+                                     within=(entry.op, *chain[:-1])))
+            owners.append(id(entry))
+    if not targets:
+        return {}
+    specs = [tf.TensorSpec((None,) + tuple(t.shape[1:]), t.dtype)
+             for t in graph.graph_of(model).inputs]
+    found: dict[int, list] = {}
+    for owner, target, shape in zip(owners, targets, capture.probe_shapes(model, tuple(targets),
+                                                                          specs)):
+        if shape:
+            found.setdefault(owner, []).append((target.path, shape))
+    return found
 
 
 def ref(model: keras.Model, cat: Catalog, found: Found, sel: Any) -> Any:

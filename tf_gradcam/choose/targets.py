@@ -16,7 +16,7 @@ Inside the compiled step class targets are ``[B, k] int32``: a class index, or a
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Hashable, Sequence, Union
 
 import numpy as np
@@ -61,6 +61,8 @@ class Plan:
     classes: np.ndarray | None = None
     fn: TargetFn | None = None
     from_labels: bool = False
+    target: Any = None  # a ready-made target (tf_gradcam.choose.readymade.Target)
+    values: dict = field(default_factory=dict)  # its values, as arrays
 
     def rows(self, start: int, stop: int) -> np.ndarray:
         """``[B, k] int32`` class codes of samples ``start:stop`` (zeros for a callable)."""
@@ -70,6 +72,17 @@ class Plan:
             return np.repeat(self.classes, stop - start, axis=0)
         return self.classes[start:stop]
 
+    def values_of(self, start: int, stop: int) -> dict:
+        """The ready-made target's values for samples ``start:stop`` (shared ones whole)."""
+        per_sample = getattr(self.target, "per_sample", ())
+        return {k: (v[start:stop] if k in per_sample else v) for k, v in self.values.items()}
+
+    def value_specs(self) -> dict:
+        """``tf.TensorSpec`` of each value, every axis of any size (a new mask shape or a
+        new class reuses the compiled step)."""
+        return {k: tf.TensorSpec([None] * np.ndim(v), tf.as_dtype(np.asarray(v).dtype), name=k)
+                for k, v in self.values.items()}
+
 
 def _classes_plan(rows: np.ndarray, multi: bool) -> Plan:
     rows = np.asarray(rows, np.int32)
@@ -77,6 +90,12 @@ def _classes_plan(rows: np.ndarray, multi: bool) -> Plan:
 
 
 def _need_classes(head: HeadInfo) -> int:
+    if head.regression is not None:
+        raise ValueError(
+            f"The model is compiled with a regression loss ({head.regression}): its outputs are "
+            "values, not class scores, so there is no class to explain. Say what to explain: "
+            "a callable returning one score per sample, e.g. targets=lambda out: out[:, 0], or "
+            "a ready-made target such as tfg.targets.Regression(0).")
     if head.num_classes is None:
         raise ValueError(
             "Class indices need a model with one [N, classes] output, and this model's outputs "
@@ -119,10 +138,32 @@ def class_indices(targets: Any, n: int | None, num_classes: int | None) -> np.nd
     return idx
 
 
-def resolve(targets: Targets, head: HeadInfo, n: int | None = None, *, top_k: int | None = None
-            ) -> Plan:
+def _ready_made(target: Any, n: int | None, model: Any) -> Plan:
+    target = target.bind(model) if model is not None else target
+    values = {k: np.asarray(v) for k, v in target.values().items()}
+    for name in target.per_sample:
+        if n is None:
+            raise ValueError(
+                f"{type(target).__name__}'s {name} holds one entry per sample, which a dataset "
+                "cannot line up with its batches: give one for all samples, or explain arrays.")
+        if len(values[name]) != n:
+            raise ValueError(f"{type(target).__name__}'s {name} has {len(values[name])} entries "
+                             f"for {n} inputs: give one per sample (or one for all).")
+    key = ("target", target.key({k: np.ndim(v) for k, v in values.items()}))
+    return Plan(key=key, target=target, values=values)
+
+
+def resolve(targets: Targets, head: HeadInfo, n: int | None = None, *, top_k: int | None = None,
+            model: Any = None) -> Plan:
     """The :class:`Plan` for ``targets`` of ``n`` samples (``None``: a stream of batches, which
-    takes only the per-batch forms: ``None``, ``"top"``, ``"label"``, an int, a callable)."""
+    takes only the per-batch forms: ``None``, ``"top"``, ``"label"``, an int, a callable, a
+    ready-made target with values shared by all samples)."""
+    from tf_gradcam.choose.readymade import Target
+
+    if isinstance(targets, Target):
+        if top_k is not None:
+            raise ValueError("top_k ranks classes; it cannot be combined with a ready-made target.")
+        return _ready_made(targets, n, model)
     if top_k is not None:
         if targets is not None:
             raise ValueError(
@@ -138,11 +179,12 @@ def resolve(targets: Targets, head: HeadInfo, n: int | None = None, *, top_k: in
     if callable(targets):
         return Plan(key=("callable", id(targets)), fn=targets)
     if targets is None or (isinstance(targets, str) and targets == "top"):
-        if head.num_classes is None:
+        if head.num_classes is None and head.regression is None:
             raise ValueError(
                 "The model has no single [N, classes] output, so there is no 'top class' to "
                 "explain. Pass targets=lambda outputs: <one score per sample>."
             )
+        _need_classes(head)
         return _classes_plan(np.full((1, 1), TOP_CLASS), multi=False)
     if isinstance(targets, str):
         if targets != "label":

@@ -141,11 +141,17 @@ def ref_of(cat: Catalog, entry: Entry, kind: str = "output", index: int | None =
 
 
 def list_layers(model: keras.Model, *, details: bool = False) -> list:
-    """The tensors that can be explained (with spatial axes), last first, nested models'
-    contents included: their names, or with ``details=True`` ``(name, shape)`` pairs."""
+    """The tensors that can be explained (with spatial axes), last first, nested models' and
+    composite layers' contents included: their names (each one a valid ``layer=``), or with
+    ``details=True`` ``(name, shape)`` pairs."""
     check_built(model)
     cat = Catalog(model)
-    found = [(e.path, e.shape) for e in reversed(cat.entries) if is_spatial(e.shape)]
+    inner = sublayers.listing(model, cat)
+    found = []
+    for entry in reversed(cat.entries):
+        if is_spatial(entry.shape):
+            found.append((entry.path, entry.shape))
+        found += [(p, s) for p, s in reversed(inner.get(id(entry), [])) if is_spatial(s)]
     return found if details else [path for path, _ in found]
 
 

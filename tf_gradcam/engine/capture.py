@@ -15,6 +15,7 @@ for a moment, so a concurrent ``model.predict`` sees nothing.
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable
 
 import tensorflow as tf
@@ -90,28 +91,59 @@ def replace_child(parent_twin: Any, child: Any, new_child: Any) -> None:
             "explain a tensor of the functional graph instead (tfg.list_layers lists them).")
 
 
-def through_twins(path: tuple, wrap: Callable[[Callable], Callable]) -> Any:
-    """A twin of ``path[0]`` whose run reaches ``path[-1]`` through twins, the last one with
-    its ``call`` replaced by ``wrap(its own call)``."""
-    twins = [_keras.share_state(layer) for layer in path]
-    for parent, child, child_twin in zip(twins, path[1:], twins[1:]):
-        replace_child(parent, child, child_twin)
-    last = twins[-1]
-    _keras.set_attribute(last, "call", wrap(type(path[-1]).call.__get__(last)))
-    return twins[0]
+class _Twins:
+    """Twins of the layers on the paths from one composite down to its captured sublayers:
+    every layer on a path is twinned once, its parent's twin points at it, and each captured
+    sublayer's twin gets a ``call`` of its own (all captures of it composed)."""
+
+    def __init__(self) -> None:
+        self.twins: dict[int, Any] = {}
+        self.linked: set[tuple[int, int]] = set()
+        self.wraps: dict[int, list[Callable]] = {}
+        self.layers: dict[int, Any] = {}
+
+    def twin(self, layer: Any) -> Any:
+        if id(layer) not in self.twins:
+            self.twins[id(layer)] = _keras.share_state(layer)
+            self.layers[id(layer)] = layer
+        return self.twins[id(layer)]
+
+    def add(self, path: tuple, wrap: Callable[[Callable], Callable]) -> None:
+        for parent, child in zip(path, path[1:]):
+            if (id(parent), id(child)) not in self.linked:
+                replace_child(self.twin(parent), child, self.twin(child))
+                self.linked.add((id(parent), id(child)))
+        self.twin(path[-1])
+        self.wraps.setdefault(id(path[-1]), []).append(wrap)
+
+    def root(self, layer: Any) -> Any:
+        for key, wraps in self.wraps.items():
+            twin = self.twins[key]
+            call = type(self.layers[key]).call.__get__(twin)
+            for wrap in wraps:
+                call = wrap(call)
+            _keras.set_attribute(twin, "call", call)
+        return self.twin(layer)
 
 
 def interceptors(refs: tuple, stores: list[list], *, watch: Callable | None = None,
                  transform: Callable | None = None) -> dict[int, graph.Override]:
     """Overrides that record each target's tensor into its store (and watch it); ``transform``
-    replaces the first target's value (what flows on). Keyed by the graph-level op to override,
-    combined with :func:`combine` when several targets share one."""
+    replaces the first target's value (what flows on). Keyed by the graph-level op to override;
+    sublayer captures of one composite share one set of twins, innermost."""
     overrides: dict[int, graph.Override] = {}
+    nested: dict[int, list] = {}
     for i, ref in enumerate(refs):
         process = _process(stores[i], watch, transform if i == 0 else None)
-        node = ref.within[0] if ref.within else ref.layer
-        fn = _override(ref, process)
-        overrides[id(node)] = combine(fn, overrides.get(id(node)))
+        if ref.within:
+            nested.setdefault(id(ref.within[0]), []).append((ref, process))
+    for key, group in nested.items():
+        overrides[key] = _through_twins(group)
+    for i, ref in enumerate(refs):
+        if not ref.within:
+            process = _process(stores[i], watch, transform if i == 0 else None)
+            fn = _at_call(ref, functools.partial(_wrap, ref, process))
+            overrides[id(ref.layer)] = combine(fn, overrides.get(id(ref.layer)))
     return overrides
 
 
@@ -122,34 +154,48 @@ def combine(outer: graph.Override, inner: graph.Override | None) -> graph.Overri
     return lambda call, *a, **kw: outer(lambda *a2, **kw2: inner(call, *a2, **kw2), *a, **kw)
 
 
-def _override(ref: Any, process: Callable) -> graph.Override:
-    """The override of ``ref``'s graph-level op that captures at the right call."""
-    counter = [0]
+def _wrap(ref: Any, process: Callable, fn: Callable) -> Callable:
+    if ref.kind == "input":
+        return _on_input(ref.index or 0, process, fn)
+    return _on_output(ref.index, process, fn)
 
-    def wrap(fn: Callable) -> Callable:
-        if ref.kind == "input":
-            return _on_input(ref.index or 0, process, fn)
-        return _on_output(ref.index, process, fn)
+
+def _selector(ref: Any) -> Callable[[], bool]:
+    """Counts the op's invocations in one run; true at the one to capture."""
+    counter = [0]
 
     def selected() -> bool:
         index = counter[0]
         counter[0] += 1
         return ref.order_of_call is None or index == ref.order_of_call
 
-    if not ref.within:
-        return lambda call, *args, **kwargs: (
-            wrap(call)(*args, **kwargs) if selected() else call(*args, **kwargs))
+    return selected
 
-    def in_sublayer(fn: Callable) -> Callable:
-        def call(*args, **kwargs):
-            return wrap(fn)(*args, **kwargs) if selected() else fn(*args, **kwargs)
-        return call
 
-    def run_composite(call, *args, **kwargs):
-        twin = through_twins((*ref.within, ref.layer), in_sublayer)
-        return graph.inference_call(twin)(*args, **kwargs)
+def _at_call(ref: Any, wrap: Callable[[Callable], Callable]) -> graph.Override:
+    """An override of ``ref``'s graph op applying ``wrap`` at the selected call only."""
+    selected = _selector(ref)
+    return lambda call, *args, **kwargs: (
+        wrap(call)(*args, **kwargs) if selected() else call(*args, **kwargs))
 
-    return run_composite
+
+def _through_twins(group: list) -> graph.Override:
+    """The override of a composite that runs it as twins capturing ``group``'s sublayers."""
+    composite = group[0][0].within[0]
+
+    def run(call, *args, **kwargs):
+        twins = _Twins()
+        for ref, process in group:
+            selected = _selector(ref)
+
+            def wrap(fn, ref=ref, process=process, selected=selected):
+                captured = _wrap(ref, process, fn)
+                return lambda *a, **k: captured(*a, **k) if selected() else fn(*a, **k)
+
+            twins.add((*ref.within, ref.layer), wrap)
+        return graph.inference_call(twins.root(composite))(*args, **kwargs)
+
+    return run
 
 
 def probe_shapes(model: Any, refs: tuple, specs: list) -> list[tuple]:
@@ -163,4 +209,5 @@ def probe_shapes(model: Any, refs: tuple, specs: list) -> list[tuple]:
         return graph.run(model, list(inputs), overrides, descend=descend)
 
     tf.function(trace, autograph=False).get_concrete_function(*specs)
-    return [tuple(store[0].shape) if store else () for store in stores]
+    return [tuple(store[0].shape) if store and hasattr(store[0], "shape") else ()
+            for store in stores]

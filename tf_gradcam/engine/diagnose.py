@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from tf_gradcam.engine import checks
+
 PREFIX = "_why_"
 
 
@@ -39,6 +41,13 @@ def flags(ref: Any, raw_acts: tf.Tensor, raw_grads: tf.Tensor | None, rows: Any)
     return out
 
 
+def probability_rows(outputs: tf.Tensor) -> tf.Tensor:
+    """``[B] bool``: rows that look like probabilities (in [0, 1], summing to 1)."""
+    out = tf.cast(outputs, tf.float32)
+    inside = tf.reduce_all((out >= 0.0) & (out <= 1.0), axis=-1)
+    return inside & (tf.abs(tf.reduce_sum(out, axis=-1) - 1.0) < 1e-3)
+
+
 def _suggestion(explainer: Any) -> str:
     try:
         from tf_gradcam.choose.tensors import resolve
@@ -49,7 +58,18 @@ def _suggestion(explainer: Any) -> str:
 
 
 def report(explainer: Any, out: dict, why: dict) -> None:
-    """Warn, in words, about the rows of ``out`` whose heatmap is all zero and why."""
+    """Warn, in words, about the rows of ``out`` whose heatmap is all zero and why, and about
+    probabilities explained where logits were asked for."""
+    probabilities = why.pop("probabilities", None)
+    if probabilities is not None and np.asarray(probabilities).all():
+        warnings.warn(
+            f"Model {explainer.model.name!r} outputs probabilities (every row in [0, 1], summing "
+            "to 1), but no softmax layer was found to read the logits before it (a softmax in a "
+            "Lambda or a custom layer cannot be seen), so these maps explain probabilities, "
+            "whose gradients vanish for confident classes. Expose the logits: end the model in "
+            "keras.layers.Softmax() or Activation('softmax') applied to them; or pass "
+            "score='probabilities' to explain the probabilities on purpose.",
+            RuntimeWarning, stacklevel=checks.user_stacklevel())
     heat = out["heatmaps"]
     empty = ~heat.reshape(len(heat), -1).any(axis=1) if heat.size else np.zeros(0, bool)
     if not empty.any():
@@ -76,5 +96,5 @@ def report(explainer: Any, out: dict, why: dict) -> None:
         hit = empty & flag.get(key, np.zeros_like(empty)) & ~explained
         if hit.any():
             warnings.warn(f"{int(hit.sum())} of {len(empty)} map(s) all zero: {text}",
-                          RuntimeWarning, stacklevel=4)
+                          RuntimeWarning, stacklevel=checks.user_stacklevel())
             explained |= hit

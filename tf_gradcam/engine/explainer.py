@@ -34,6 +34,7 @@ from tf_gradcam.choose import explained, tensors
 from tf_gradcam.choose.tokens import TokensLike
 from tf_gradcam.engine import diagnose, graph, pca, pipeline, resize
 from tf_gradcam.engine.context import Context
+from tf_gradcam.engine import inputs as inputs_lib
 from tf_gradcam.engine.inputs import InputChecker
 from tf_gradcam.engine.step import StepCache
 from tf_gradcam.explanation import Explanation
@@ -167,7 +168,8 @@ class Explainer:
             tf.TensorSpec((None,) + tuple(t.shape[1:]), t.dtype, name=f"input_{i}")
             for i, t in enumerate(graph.graph_of(model).inputs)
         ]
-        self.checker = InputChecker(self._input_specs, graph.input_names(model), model.name)
+        self.checker = InputChecker(self._input_specs, graph.input_names(model), model.name,
+                                    inputs_lib.expectations(model))
         self._spatial_input = explained.spatial_input(model, self.layer_ref, self._input_specs,
                                                       type(self).__name__)
         self._steps = StepCache()
@@ -349,7 +351,7 @@ class Explainer:
             codes = tf.fill([batch, 1], tf.constant(targets_lib.TOP_CLASS, tf.int32))
         else:
             codes = tf.reshape(tf.cast(target_arg, tf.int32), [-1, 1])
-        out = self.compiled_step(score_fn)(list(inputs), codes)
+        out = self.compiled_step(score_fn)(list(inputs), codes, {})
         return {k: v for k, v in out.items() if not k.startswith(diagnose.PREFIX)}
 
     def __repr__(self) -> str:

@@ -27,11 +27,14 @@ if TYPE_CHECKING:
 class Forward:
     """The forward machinery of one batch of ``B`` samples with ``k`` targets each."""
 
-    def __init__(self, explainer: Explainer, inputs: list, codes: tf.Tensor, fn: Any) -> None:
+    def __init__(self, explainer: Explainer, inputs: list, codes: tf.Tensor, fn: Any,
+                 target: Any = None, values: dict | None = None) -> None:
         self.explainer = explainer
         self.inputs = list(inputs)
         self.codes = codes  # [B, k] int32 class codes (zeros for a callable)
         self.fn = fn  # the callable target, or None
+        self.target = target  # a ready-made target, or None
+        self.values = dict(values or {})  # its values for the batch
         self.k = int(codes.shape[1])
         self.cache: dict[int, Any] = {}
         self.targets_rows: tf.Tensor | None = None
@@ -55,14 +58,23 @@ class Forward:
                 raise ValueError(f"{ref.path!r} never ran when the model ran: nothing to explain.")
         return [store[0] for store in stores], outputs
 
-    def score(self, outputs: Any, codes: tf.Tensor, probability: bool = False
-              ) -> tuple[tf.Tensor, tf.Tensor]:
-        """``([R, k] float32 scores, [R, k] int32 classes)`` of ``outputs`` for ``codes``."""
+    def score(self, outputs: Any, codes: tf.Tensor, probability: bool = False,
+              samples: tf.Tensor | None = None) -> tuple[tf.Tensor, tf.Tensor]:
+        """``([R, k] float32 scores, [R, k] int32 classes)`` of ``outputs`` for ``codes``
+        (``samples``: the batch sample of each row, when the rows are copies of them)."""
+        if self.target is not None:
+            values = self.values
+            if samples is not None:  # rescoring copies: each row takes its sample's values
+                values = {k: tf.gather(v, samples) if k in self.target.per_sample else v
+                          for k, v in values.items()}
+            scores = tf.cast(self.target.score(outputs, values), tf.float32)
+            batch = tf.shape(scores)[0]
+            return scores[:, None], self.target.classes(values, batch)[:, None]
         if self.fn is not None:
             scores = targets_lib.check_callable_scores(self.fn(outputs), outputs)
             scores = tf.cast(scores, tf.float32)[:, None]
             return scores, tf.fill(tf.shape(scores), tf.constant(-1, tf.int32))
-        logits = tf.cast(outputs, tf.float32)
+        logits = self.explainer.head_info.class_scores(outputs, self.explainer.score)
         scores, chosen = self.explainer.class_scores(logits, codes)
         if probability and self.explainer.score == "logits":
             scores = tf.gather(probability_fn(self.explainer.head_info)(logits), chosen,
@@ -78,6 +90,10 @@ class Forward:
         refs = self.explainer.layer_refs or (None,)
         if refs[0] is not None:
             self.diagnostics = diagnose.flags(refs[0], self.rows(acts[0]), grads[0], tf.identity)
+        head = self.explainer.head_info
+        if self.explainer.score == "logits" and not self.explainer.score_overrides and (
+                head.units or 0) > 1 and self.fn is None and self.target is None:
+            self.diagnostics["probabilities"] = self.rows(diagnose.probability_rows(outputs))
         acts = [self.grid(ref, a) for ref, a in zip(refs, acts)]
         grads = [self.grid(ref, g) for ref, g in zip(refs, grads)]
         hessian = self.grid(refs[0], hessian)
@@ -95,7 +111,8 @@ class Forward:
             for i, (act, grad) in enumerate(zip(acts, grads))
         ]
 
-    def _differentiate(self, inputs: list | None, codes: tf.Tensor) -> tuple:
+    def _differentiate(self, inputs: list | None, codes: tf.Tensor,
+                       samples: tf.Tensor | None = None) -> tuple:
         """``(activations, outputs, scores, chosen, gradients, H.A)`` of one forward pass (the
         batch's main pass for ``inputs=None``) and, for gradient methods, one backward pass per
         class; gradients come as ``[R * k, ...]`` rows. ``H.A`` (the Hessian of the score with
@@ -110,7 +127,7 @@ class Forward:
 
         if not ex.uses_gradients:
             acts, outputs = forward(None)
-            scores, chosen = self.score(outputs, codes)
+            scores, chosen = self.score(outputs, codes, samples=samples)
             return acts, outputs, scores, chosen, [None] * len(acts), None
         with contextlib.ExitStack() as stack:
             # The Hessian-vector product differentiates the backward pass once more: an outer
@@ -127,7 +144,7 @@ class Forward:
                             watching.watch(t)
 
                 acts, outputs = forward(watch)
-                scores, chosen = self.score(outputs, codes)
+                scores, chosen = self.score(outputs, codes, samples=samples)
                 objective = -scores if ex.counterfactual else scores
                 columns = [objective[:, j] for j in range(k)]  # sliced on the tape
             per_class = [tape.gradient(column, acts) for column in columns]
@@ -184,7 +201,7 @@ class Forward:
         return tf.gather(self.targets_rows, rows)[:, None]
 
     def _score_rows(self, outputs: Any, rows: tf.Tensor, probability: bool) -> tf.Tensor:
-        scores, _ = self.score(outputs, self._row_codes(rows), probability)
+        scores, _ = self.score(outputs, self._row_codes(rows), probability, self.sample_of(rows))
         return scores[:, 0]
 
     def rescore_inputs(self, inputs: list, rows: tf.Tensor, probability: bool) -> tf.Tensor:
@@ -204,7 +221,8 @@ class Forward:
         return self._score_rows(outputs, rows, probability)
 
     def gradients_at(self, inputs: list, rows: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        acts, _, _, _, grads, _ = self._differentiate(inputs, self._row_codes(rows))
+        acts, _, _, _, grads, _ = self._differentiate(inputs, self._row_codes(rows),
+                                                      self.sample_of(rows))
         ref = self.explainer.layer_refs[0]
         return self.grid(ref, tf.cast(acts[0], tf.float32)), self.grid(ref, grads[0])
 

@@ -47,7 +47,8 @@ def run(explainer: Explainer, inputs: Any, targets: Any = None, *, top_k: int | 
                                                                             "batch_size")
     # Everything is checked now, when run() is called, not at the first batch.
     if isinstance(inputs, tf.data.Dataset):
-        plan = targets_lib.resolve(targets, explainer.head_info, None, top_k=top_k)
+        plan = targets_lib.resolve(targets, explainer.head_info, None, top_k=top_k,
+                                   model=explainer.model)
         explainer.check_plan(plan)
         if strategy is not None:
             return _distributed(explainer, inputs, plan, strategy)
@@ -56,10 +57,11 @@ def run(explainer: Explainer, inputs: Any, targets: Any = None, *, top_k: int | 
         raise ValueError("A tf.distribute strategy needs a tf.data.Dataset of inputs.")
     xs = explainer.checker.arrays(inputs)
     n = len(xs[0])
-    plan = targets_lib.resolve(targets, explainer.head_info, n, top_k=top_k)
+    plan = targets_lib.resolve(targets, explainer.head_info, n, top_k=top_k,
+                               model=explainer.model)
     explainer.check_plan(plan)
     return (_execute(explainer, plan, [x[start:start + bs] for x in xs],
-                     plan.rows(start, min(start + bs, n)))
+                     plan.rows(start, min(start + bs, n)), plan.values_of(start, start + bs))
             for start in range(0, n, bs))
 
 
@@ -88,15 +90,16 @@ def _from_dataset(explainer: Explainer, dataset: tf.data.Dataset, plan) -> Itera
         codes = (targets_lib.label_classes(y, num_classes, b)[:, None]
                  if plan.from_labels else plan.rows(0, b))
         seen = True
-        yield _execute(explainer, plan, xs, codes)
+        yield _execute(explainer, plan, xs, codes, plan.values)
     if not seen:
         raise ValueError("The dataset is empty: nothing to explain.")
 
 
-def _execute(explainer: Explainer, plan, xs: list, codes: np.ndarray) -> dict:
+def _execute(explainer: Explainer, plan, xs: list, codes: np.ndarray, values: dict) -> dict:
     step = explainer.compiled_step(plan)
     try:
-        out = step([tf.convert_to_tensor(x) for x in xs], tf.convert_to_tensor(codes, tf.int32))
+        out = step([tf.convert_to_tensor(x) for x in xs], tf.convert_to_tensor(codes, tf.int32),
+                   {k: tf.convert_to_tensor(v) for k, v in values.items()})
     except tf.errors.InvalidArgumentError as err:
         if targets_lib.CALLABLE_LENGTH_MESSAGE not in str(err):
             raise
@@ -108,9 +111,9 @@ def _execute(explainer: Explainer, plan, xs: list, codes: np.ndarray) -> dict:
     return finish(explainer, {k: v.numpy() for k, v in out.items()}, plan)
 
 
-def finish(explainer: "Explainer", out: dict, plan) -> dict:
-    """The step's ``[B * k, ...]`` results as the Explanation's fields: ``[B, k, ...]`` when
-    the plan explains k classes each; the step's diagnostics reported (empty maps) and dropped."""
+def finish(explainer: Explainer, out: dict, plan) -> dict:
+    """The step's ``[B * k, ...]`` results as the Explanation's fields: ``[B, k, ...]`` when the
+    plan explains k classes each; the step's diagnostics reported (empty maps) and dropped."""
     why = {k[len(diagnose.PREFIX):]: out.pop(k) for k in list(out)
            if k.startswith(diagnose.PREFIX)}
     diagnose.report(explainer, out, why)
@@ -141,9 +144,10 @@ def _distributed(explainer: Explainer, dataset: tf.data.Dataset, plan, strategy
         xs = [tf.concat([t, tf.zeros(tf.concat([[pad], tf.shape(t)[1:]], 0), t.dtype)], 0)
               for t in xs]
         codes = tf.concat([codes, tf.zeros([pad, plan.k], tf.int32)], 0)
-        out = explainer.compiled_step(plan)(xs, codes)
+        out = explainer.compiled_step(plan)(xs, codes, values)
         return {k: v[:b * plan.k] for k, v in out.items()}
 
+    values = {k: tf.constant(v) for k, v in plan.values.items()}
     explainer.compiled_step(plan)  # build the step once, outside the replica threads
     dist = strategy.experimental_distribute_dataset(dataset)
     step = tf.function(

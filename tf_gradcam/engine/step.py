@@ -9,12 +9,13 @@ the last :data:`MAX_CALLABLE_STEPS` are kept.
 
 from __future__ import annotations
 
+import warnings
 from typing import TYPE_CHECKING, Any, Callable, Hashable
 
 import tensorflow as tf
 
 from tf_gradcam.choose.targets import Plan
-from tf_gradcam.engine import diagnose, resize
+from tf_gradcam.engine import checks, diagnose, resize
 from tf_gradcam.engine.forward import Forward
 
 if TYPE_CHECKING:
@@ -25,9 +26,10 @@ if TYPE_CHECKING:
 MAX_CALLABLE_STEPS = 8
 
 
-def step_body(explainer: Explainer, inputs: list, codes: tf.Tensor, fn: Any) -> dict:
+def step_body(explainer: Explainer, inputs: list, codes: tf.Tensor, plan: Plan,
+              values: dict) -> dict:
     """What one compiled step computes for a batch: a dict of ``[B * k, ...]`` tensors."""
-    forward = Forward(explainer, inputs, codes, fn)
+    forward = Forward(explainer, inputs, codes, plan.fn, plan.target, values)
     ctxs = forward.contexts()
     ctx = ctxs[0]
     if len(ctxs) > 1:
@@ -49,25 +51,43 @@ def step_body(explainer: Explainer, inputs: list, codes: tf.Tensor, fn: Any) -> 
     }
 
 
-def make_step(explainer: Explainer, plan: Plan) -> Callable:
-    """The ``tf.function`` ``step(inputs, codes [B, k] int32) -> dict`` for ``plan``'s kind."""
-    fn = plan.fn
+class _Step:
+    """The Python body of one compiled step, as an object of its own.
 
-    def step(inputs, codes):
+    ``tf.function`` counts traces per Python function's code object to warn about "excessive
+    retracing"; closures made by one function share that code, so five explainers, each
+    tracing once, would trigger the warning. A callable object is counted on its own.
+    """
+
+    def __init__(self, explainer: Explainer, plan: Plan) -> None:
+        self.explainer = explainer
+        self.plan = plan
+
+    def __call__(self, inputs: list, codes: tf.Tensor, values: dict) -> dict:
         # Keras layers open name scopes named after themselves; TensorFlow refuses a root
         # scope that starts with "_", so give them a parent (model.predict does the same).
         with tf.name_scope("tf_gradcam"):
-            return step_body(explainer, inputs, codes, fn)
+            return step_body(self.explainer, inputs, codes, self.plan, values)
 
+
+def make_step(explainer: Explainer, plan: Plan) -> Callable:
+    """The ``tf.function`` ``step(inputs, codes [B, k] int32, values) -> dict`` for ``plan``'s
+    kind (``values``: a ready-made target's tensors, else ``{}``)."""
     return tf.function(
-        step,
+        _Step(explainer, plan),
         input_signature=[explainer.input_specs,
-                         tf.TensorSpec([None, plan.k], tf.int32, name="targets")],
+                         tf.TensorSpec([None, plan.k], tf.int32, name="targets"),
+                         plan.value_specs()],
         jit_compile=explainer.jit_compile,
         reduce_retracing=True,
         # The step is plain Python at trace time: no tensor-dependent control flow to convert.
         autograph=False,
     )
+
+
+#: After this many compilations of one callable's code (new function objects, e.g. a lambda
+#: written in the call), the explainer says how to avoid them.
+RECOMPILE_WARNING = 3
 
 
 class StepCache:
@@ -76,6 +96,7 @@ class StepCache:
     def __init__(self) -> None:
         self.steps: dict[Hashable, tuple[Any, Plan]] = {}  # tf.function, its plan
         self.retired_traces = 0
+        self.compiled: dict[Any, int] = {}  # callable code object -> compilations
 
     def get(self, explainer: Explainer, plan: Plan) -> Callable:
         key = plan.key
@@ -86,7 +107,24 @@ class StepCache:
                 self.retired_traces += old.experimental_get_tracing_count()
             # The plan is kept with its step: it holds the callable, whose id is the key.
             self.steps[key] = (make_step(explainer, plan), plan)
+            if plan.fn is not None:
+                self._count(plan.fn)
         return self.steps[key][0]
+
+    def _count(self, fn: Any) -> None:
+        code = getattr(fn, "__code__", None)
+        if code is None:
+            return
+        self.compiled[code] = self.compiled.get(code, 0) + 1
+        if self.compiled[code] == RECOMPILE_WARNING:
+            where = f"{code.co_filename}:{code.co_firstlineno}"
+            warnings.warn(
+                f"The targets callable {fn.__name__} ({where}) was compiled "
+                f"{RECOMPILE_WARNING} times: each call passed a new function object (a lambda "
+                "written in the call?), and each one traces the step again, about 90x slower "
+                "than reusing it. Define the callable once and pass the same object, or use a "
+                "ready-made target (tfg.targets), whose values are tensors.", RuntimeWarning,
+                stacklevel=checks.user_stacklevel())
 
     def __len__(self) -> int:
         return len(self.steps)

@@ -138,7 +138,7 @@ class CAM(Explainer):
                       "(and equals CAM up to a constant on this one).")
 
     def check_plan(self, plan: Plan) -> None:
-        if plan.fn is not None:
+        if plan.fn is not None or plan.target is not None:
             raise ValueError(
                 "CAM weights the channels by the classifier's kernel column of a class, so it "
                 "needs class targets (None, an int or one int per sample), not a callable."
@@ -146,4 +146,6 @@ class CAM(Explainer):
 
     def channel_weights(self, ctx: Context) -> tf.Tensor:
         kernel = tf.cast(self.head.dense.kernel, tf.float32)  # [K, classes]
+        if self.head_info.binary:  # one logit z: the negative class scores -z
+            kernel = tf.concat([-kernel, kernel], axis=1)
         return tf.gather(tf.transpose(kernel), ctx.targets)  # [N, K]
