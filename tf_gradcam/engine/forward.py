@@ -161,8 +161,12 @@ class Forward:
             products = [tf.reduce_sum(g[0] * tf.stop_gradient(acts[0])) for g in per_class]
         hessian = None
         if outer is not None:
+            # A score linear in the activations (a Dense head after pooling) leaves the
+            # gradient unconnected to them: its Hessian is 0, not missing.
+            zero = tf.UnconnectedGradients.ZERO
             hessian = self._rows_of_classes(
-                [tf.cast(outer.gradient(p, acts[0]), tf.float32) for p in products], k)
+                [tf.cast(outer.gradient(p, acts[0], unconnected_gradients=zero), tf.float32)
+                 for p in products], k)
         grads = [self._rows_of_classes([tf.cast(g[i], tf.float32) for g in per_class], k)
                  for i in range(len(acts))]
         return acts, outputs, scores, chosen, grads, hessian
