@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import tf_gradcam as tfg
 from tests import reference as ref
 from tf_gradcam.engine.explainer import Explainer
 
@@ -39,10 +40,10 @@ def logit(logits, classes):
     return tf.gather(logits, classes, axis=1, batch_dims=1)
 
 
-def tape_read(net, classes, utility=logit, sign=1.0):
+def tape_read(net, classes, utility=logit, sign=1.0, x=None):
     """``(A, G, H.A, scores)`` in float64 NumPy for the explained "early" layer: G by one eager
     tape, H.A = d/dt G(A + t A) at t = 0 by forward-mode differentiation over that tape."""
-    acts = net["features"](tf.constant(net["x"]))
+    acts = net["features"](tf.constant(net["x"] if x is None else x))
     classes = tf.constant(classes)
     with tf.autodiff.ForwardAccumulator(acts, acts) as acc:
         with tf.GradientTape() as tape:
@@ -85,3 +86,152 @@ def test_engine_hessian_of_a_score_linear_in_the_activations_is_zero(rng):
     model = keras.Model(inp, L.Dense(3)(L.GlobalAveragePooling2D()(a)))
     got = _HessianProbe(model, "conv")(rng.random((2, 6, 6, 1), dtype=np.float32))
     np.testing.assert_array_equal(got.extras["hessian"], 0)
+
+
+# ------------------------------------------------------------------------ hand-built contexts
+def context(acts, grads=None, targets=None):
+    acts = tf.constant(acts, tf.float32)
+    n = acts.shape[0]
+    return tfg.Context(
+        inputs=[], activations=acts,
+        gradients=None if grads is None else tf.constant(grads, tf.float32),
+        targets=tf.constant(np.zeros(n) if targets is None else targets, tf.int32),
+        scores=tf.zeros([n]), outputs=None)
+
+
+def hooks(explainer, ctx):
+    """The method's raw map ``[M, *S]`` (and weights) from its hooks on a hand-built context."""
+    weights = explainer.channel_weights(ctx)
+    return (None if weights is None else weights.numpy()), explainer.compute(ctx).numpy()
+
+
+def run(net, method, classes, layer="early", **options):
+    return tfg.METHODS[method](net["model"], layer, **options)(net["x"], classes)
+
+
+# ------------------------------------------------------------------------ NumPy formulas
+def np_principal(m, reference, center=True):
+    """``m [P, K]`` projected on its first principal direction, sign agreeing with
+    ``reference [P]`` (covariance, else dot product)."""
+    x = m - m.mean(axis=0) if center and len(m) > 1 else m
+    _, _, vt = np.linalg.svd(x, full_matrices=False)
+    p = x @ vt[0]
+    c = np.dot(p - p.mean(), reference - reference.mean()) or np.dot(p, reference)
+    return -p if c < 0 else p
+
+
+def np_eigengradcam(acts, grads, center=True):
+    m = (acts * grads).reshape(len(acts), -1, acts.shape[-1])
+    return np.stack([np.maximum(np_principal(x, x.sum(1), center), 0) for x in m]).reshape(
+        acts.shape[:-1])
+
+
+def np_kpca(acts, kernel="sigmoid", gamma=None, coef0=1.0, degree=3):
+    out = []
+    for m in acts.reshape(len(acts), -1, acts.shape[-1]):
+        x = m - m.mean(axis=0)
+        g = 1.0 / x.shape[1] if gamma is None else gamma
+        if kernel == "cosine":
+            norms = np.linalg.norm(x, axis=1, keepdims=True)
+            x = np.divide(x, norms, out=np.zeros_like(x), where=norms > 0)
+        dots = x @ x.T
+        k = {"linear": dots, "cosine": dots, "sigmoid": np.tanh(g * dots + coef0),
+             "poly": (g * dots + coef0) ** degree,
+             "rbf": np.exp(-g * ((x[:, None] - x[None]) ** 2).sum(-1))}[kernel]
+        j = np.full(k.shape, 1 / len(k))
+        kc = k - j @ k - k @ j + j @ k @ j
+        w, v = np.linalg.eigh(kc)
+        z = v[:, -1] * np.sqrt(max(w[-1], 0.0))
+        ref_map = m.mean(axis=1)
+        c = np.dot(z - z.mean(), ref_map - ref_map.mean()) or np.dot(z, ref_map)
+        out.append(np.maximum(-z if c < 0 else z, 0))
+    return np.stack(out).reshape(acts.shape[:-1])
+
+
+def np_fem(acts, k=2.0, weighting="mean"):
+    axes = tuple(range(1, acts.ndim - 1))
+    mu, sd = acts.mean(axes, keepdims=True), acts.std(axes, keepdims=True)
+    binary = acts > mu + k * sd
+    if weighting == "fraction":
+        return np.maximum((binary.mean(axes, keepdims=True) * acts).sum(-1), 0)
+    return np.maximum((mu * binary).sum(-1), 0)
+
+
+def np_cam(acts, weights):
+    return np.maximum(np.einsum("n...k,nk->n...", acts, weights), 0)
+
+
+def spatial_mean(t):
+    return t.mean(axis=tuple(range(1, t.ndim - 1)))
+
+
+def np_gradcampp_weights(acts, d1, d2, d3):
+    axes = tuple(range(1, acts.ndim - 1))
+    den = 2 * d2 + acts.sum(axes, keepdims=True) * d3
+    alpha = np.divide(d2, den, out=np.zeros_like(den), where=den != 0)
+    return (alpha * np.maximum(d1, 0)).sum(axes)
+
+
+# ------------------------------------------------------------------------ Eigen-Grad-CAM
+def test_eigengradcam_against_numpy(smooth_net):
+    classes = np.array([0, 3, 1])
+    acts, grads, _, _ = tape_read(smooth_net, classes)
+    for center in (False, True):
+        expected = np_eigengradcam(acts, grads, center)
+        assert expected.max() > 0
+        got = run(smooth_net, "eigengradcam", classes, center=center)
+        assert ref.rel_err(got.raw, expected) < 1e-4, center
+    # counterfactual: G -> -G flips the reference too: the two maps are the signed
+    # projection's two halves
+    cf = run(smooth_net, "eigengradcam", classes, counterfactual=True)
+    m = (acts * grads).reshape(3, -1, acts.shape[-1])
+    halves = np.stack([np.abs(np_principal(x, x.sum(1))) for x in m]).reshape(acts.shape[:-1])
+    assert ref.rel_err(got.raw + cf.raw, halves) < 1e-4 and np.all(got.raw * cf.raw == 0)
+
+
+def test_eigengradcam_is_hirescam_smoothed_and_rank_one_by_hand(smooth_net):
+    classes = np.array([2, 0, 1])
+    eigen = run(smooth_net, "eigengradcam", classes)
+    hires = run(smooth_net, "hirescam", classes, eigen_smooth=True)
+    np.testing.assert_allclose(eigen.raw, hires.raw, rtol=1e-5, atol=1e-7)
+    # G * A = u v^T, u, v >= 0, uncentred: the map is u |v| (the direction v / |v|)
+    u, v = np.array([3.0, 0.0, 1.0, 2.0]), np.array([1.0, 2.0, 2.0])
+    explainer = tfg.EigenGradCAM(smooth_net["model"], "early", center=False)
+    acts = np.outer(u, v).reshape(1, 2, 2, 3)
+    _, cam = hooks(explainer, context(acts, np.ones_like(acts)))
+    np.testing.assert_allclose(cam.ravel(), 3.0 * u, rtol=1e-5)
+    with pytest.raises(ValueError, match="eigen_smooth is not defined"):
+        tfg.EigenGradCAM(smooth_net["model"], "early", eigen_smooth=True)
+
+
+# ------------------------------------------------------------------------ Grad-CAM element-wise
+def test_gradcam_elementwise_against_numpy_and_hirescam(smooth_net):
+    classes = np.array([1, 1, 3])
+    acts, grads, _, _ = tape_read(smooth_net, classes)
+    expected = np.maximum(acts * grads, 0).sum(-1)
+    got = run(smooth_net, "gradcamelementwise", classes)
+    assert expected.max() > 0 and ref.rel_err(got.raw, expected) < 1e-5
+    hires = np.maximum((acts * grads).sum(-1), 0)
+    assert np.all(got.raw >= hires - 1e-6) and not np.allclose(got.raw, hires)
+    # by hand: rectify each product, then sum; every product <= 0 gives zero
+    a = np.array([[[[1.0, 2.0], [3.0, -1.0]]]])  # one sample, 1 x 2 positions, 2 channels
+    g = np.array([[[[2.0, -1.0], [-1.0, -4.0]]]])
+    explainer = tfg.GradCAMElementWise(smooth_net["model"], "early")
+    _, cam = hooks(explainer, context(a, g))
+    np.testing.assert_allclose(cam, [[[2.0, 4.0]]])  # [relu(2) + relu(-2), relu(-3) + relu(4)]
+    _, cam = hooks(explainer, context(np.abs(a), -np.abs(g)))
+    np.testing.assert_array_equal(cam, 0)
+
+
+def test_gradcam_elementwise_is_hirescam_where_no_product_is_negative(rng):
+    """GAP -> Dense with a non-negative kernel after a ReLU: every g A = W A / P >= 0."""
+    keras.utils.set_random_seed(3)
+    inp = keras.Input((6, 6, 2))
+    a = L.Conv2D(3, 3, activation="relu", name="conv")(inp)
+    dense = L.Dense(2, kernel_initializer=keras.initializers.RandomUniform(0.1, 1.0))
+    model = keras.Model(inp, dense(L.GlobalAveragePooling2D()(a)))
+    x = rng.random((3, 6, 6, 2), dtype=np.float32)
+    ew = tfg.GradCAMElementWise(model, "conv")(x, [0, 1, 1])
+    hires = tfg.HiResCAM(model, "conv")(x, [0, 1, 1])
+    assert ew.raw.max() > 0
+    np.testing.assert_allclose(ew.raw, hires.raw, rtol=1e-5, atol=1e-8)
