@@ -235,3 +235,31 @@ def test_gradcam_elementwise_is_hirescam_where_no_product_is_negative(rng):
     hires = tfg.HiResCAM(model, "conv")(x, [0, 1, 1])
     assert ew.raw.max() > 0
     np.testing.assert_allclose(ew.raw, hires.raw, rtol=1e-5, atol=1e-8)
+
+
+# ------------------------------------------------------------------------ KPCA-CAM
+@pytest.mark.parametrize("kernel", ["sigmoid", "rbf", "poly", "cosine"])
+def test_kpcacam_against_numpy(smooth_net, kernel):
+    acts = np.asarray(smooth_net["features"](smooth_net["x"]), np.float64)
+    gamma = {"rbf": 0.5, "poly": 0.3}.get(kernel)
+    options = {} if gamma is None else {"gamma": gamma}
+    expected = np_kpca(acts, kernel, **options)
+    assert expected.max() > 0
+    got = run(smooth_net, "kpcacam", None, kernel=kernel, **options)
+    assert ref.rel_err(got.raw, expected) < 1e-3, kernel
+
+
+def test_kpcacam_linear_kernel_is_eigencam_and_edge_cases(smooth_net, rng):
+    linear = run(smooth_net, "kpcacam", None, kernel="linear")
+    eigen = run(smooth_net, "eigencam", None)
+    assert eigen.raw.max() > 0
+    assert ref.rel_err(linear.raw, eigen.raw) < 1e-4
+    explainer = tfg.KPCACAM(smooth_net["model"], "early", kernel="rbf")
+    acts = rng.random((2, 3, 4, 5))
+    _, plain = hooks(explainer, context(acts))
+    _, shifted = hooks(explainer, context(acts + 3.0))  # rbf: translation invariant
+    np.testing.assert_allclose(plain, shifted, rtol=1e-4, atol=1e-6)
+    _, one = hooks(tfg.KPCACAM(smooth_net["model"], "early"), context(rng.random((2, 1, 1, 5))))
+    np.testing.assert_array_equal(one, 0)  # a single position: nothing to project
+    with pytest.raises(ValueError, match="kernel must be one of"):
+        tfg.KPCACAM(smooth_net["model"], "early", kernel="laplacian")
