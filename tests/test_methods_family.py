@@ -263,3 +263,37 @@ def test_kpcacam_linear_kernel_is_eigencam_and_edge_cases(smooth_net, rng):
     np.testing.assert_array_equal(one, 0)  # a single position: nothing to project
     with pytest.raises(ValueError, match="kernel must be one of"):
         tfg.KPCACAM(smooth_net["model"], "early", kernel="laplacian")
+
+
+# ------------------------------------------------------------------------ FEM
+def test_fem_by_hand(smooth_net):
+    # One channel, zero except 10 at one of 5 x 5 positions: mean 0.4, std sqrt(4 - 0.16) =
+    # 1.96, threshold 0.4 + 2 * 1.96 = 4.32: only the spike is above, weighted by the mean.
+    spike = np.zeros((1, 5, 5, 1))
+    spike[0, 1, 3, 0] = 10.0
+    explainer = tfg.FEM(smooth_net["model"], "early")
+    w, cam = hooks(explainer, context(spike))
+    expected = np.zeros((1, 5, 5))
+    expected[0, 1, 3] = 0.4
+    np.testing.assert_allclose(cam, expected, rtol=1e-6)
+    np.testing.assert_allclose(w, [[0.4]], rtol=1e-6)
+    # a constant channel changes nothing (sigma = 0, strict comparison); scaling a channel
+    # by 3 scales its contribution by 3
+    two = np.concatenate([3.0 * spike, np.full_like(spike, 2.0)], axis=-1)
+    _, cam = hooks(explainer, context(two))
+    np.testing.assert_allclose(cam, 3.0 * expected, rtol=1e-6)
+
+
+@pytest.mark.parametrize("weighting", ["mean", "fraction"])
+def test_fem_against_numpy(smooth_net, weighting):
+    acts = np.asarray(smooth_net["features"](smooth_net["x"]), np.float64)
+    expected = np_fem(acts, 1.0, weighting)
+    assert expected.max() > 0
+    got = run(smooth_net, "fem", None, k=1.0, weighting=weighting)
+    assert ref.rel_err(got.raw, expected) < 1e-5
+    smooth = run(smooth_net, "fem", None, k=1.0, eigen_smooth=True)  # PC1 of mu_k B^k
+    axes = (1, 2)
+    mu, sd = acts.mean(axes, keepdims=True), acts.std(axes, keepdims=True)
+    contributions = (mu * (acts > mu + sd)).reshape(3, -1, acts.shape[-1])
+    expected = np.stack([np.maximum(np_principal(c, c.sum(1)), 0) for c in contributions])
+    assert ref.rel_err(smooth.raw.reshape(3, -1), expected) < 1e-4
