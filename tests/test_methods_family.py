@@ -297,3 +297,76 @@ def test_fem_against_numpy(smooth_net, weighting):
     contributions = (mu * (acts > mu + sd)).reshape(3, -1, acts.shape[-1])
     expected = np.stack([np.maximum(np_principal(c, c.sum(1)), 0) for c in contributions])
     assert ref.rel_err(smooth.raw.reshape(3, -1), expected) < 1e-4
+
+
+# ------------------------------------------------------------------------ ShapleyCAM
+def rest(logits, classes):
+    return logit(logits, classes) + logit(tf.nn.log_softmax(logits), classes)
+
+
+@pytest.mark.parametrize("utility", ["rest", "logit"])
+def test_shapleycam_against_numpy(smooth_net, utility):
+    classes = np.array([3, 0, 2])
+    acts, grads, hessian, scores = tape_read(smooth_net, classes,
+                                             rest if utility == "rest" else logit)
+    weights = spatial_mean(grads - 0.5 * hessian)
+    assert np.abs(spatial_mean(hessian)).max() > 1e-3 * np.abs(weights).max()
+    got = run(smooth_net, "shapleycam", classes, utility=utility)
+    assert ref.rel_err(got.weights, weights) < 1e-4
+    assert ref.rel_err(got.raw, np_cam(acts, weights)) < 1e-4
+    np.testing.assert_allclose(got.scores, scores, rtol=1e-5)
+    cf = run(smooth_net, "shapleycam", classes, utility=utility, counterfactual=True)
+    np.testing.assert_allclose(cf.weights, -got.weights, rtol=1e-5, atol=1e-8)
+
+
+def test_shapleycam_is_gradcam_on_a_piecewise_linear_head(rng):
+    keras.utils.set_random_seed(5)
+    inp = keras.Input((8, 8, 2))
+    a = L.Conv2D(4, 3, padding="same", activation="relu", name="early")(inp)
+    b = L.Conv2D(5, 3, padding="same", activation="relu")(L.MaxPooling2D()(a))
+    model = keras.Model(inp, L.Dense(3, activation="softmax")(L.Flatten()(b)))
+    x = rng.random((3, 8, 8, 2), dtype=np.float32)
+    shapley = tfg.ShapleyCAM(model, "early", utility="logit")(x, top_k=2)
+    grad = tfg.GradCAM(model, "early")(x, top_k=2)
+    assert grad.raw.max() > 0
+    np.testing.assert_allclose(shapley.weights, grad.weights, rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(shapley.raw, grad.raw, rtol=1e-6, atol=1e-9)
+    rested = tfg.ShapleyCAM(model, "early")(x, top_k=2)  # ReST: curved through the softmax
+    assert not np.allclose(rested.weights, grad.weights, rtol=1e-3)
+
+
+def test_shapleycam_on_a_quadratic_utility_by_hand(rng):
+    """u_c(a) = b_c . a + a^T Q_c a / 2 of the flattened layer: g = b + Q a and H A = Q a, so
+    the weights are the positions' mean of b + Q a / 2, and the Shapley values
+    A (g - H A / 2) add up to u(A) - u(0) exactly (the efficiency axiom)."""
+    b = rng.normal(size=(8, 2)).astype(np.float32)
+    q = rng.normal(size=(2, 8, 8)).astype(np.float32)
+    q = q + q.transpose(0, 2, 1)
+    inp = keras.Input((3, 3, 1))
+    a = L.Conv2D(2, 2, name="feat")(inp)  # 2 x 2 positions, 2 channels: 8 numbers
+
+    def utility(t):
+        flat = keras.ops.reshape(t, (-1, 8))
+        quad = keras.ops.einsum("ni,cij,nj->nc", flat, q, flat)
+        return keras.ops.matmul(flat, b) + 0.5 * quad
+
+    model = keras.Model(inp, L.Lambda(utility)(a))
+    x = rng.random((4, 3, 3, 1), dtype=np.float32)
+    classes = np.array([0, 1, 1, 0])
+    got = tfg.ShapleyCAM(model, "feat", utility="logit")(x, classes)
+    acts = keras.Model(inp, a)(x).numpy().astype(np.float64).reshape(4, 8)
+    qa = np.einsum("cij,nj->nci", q, acts)[np.arange(4), classes]  # [N, 8]
+    expected = (b.T[classes] + 0.5 * qa).reshape(4, 4, 2).mean(axis=1)
+    assert ref.rel_err(got.weights, expected) < 1e-4
+    probe = _HessianProbe(model, "feat")(x, classes)
+    g = b.T[classes] + qa
+    np.testing.assert_allclose(probe.extras["hessian"].reshape(4, 8), qa, rtol=1e-4, atol=1e-4)
+    phi = acts * (g - 0.5 * probe.extras["hessian"].reshape(4, 8))
+    np.testing.assert_allclose(phi.sum(axis=1), got.scores, rtol=1e-4)
+
+
+def test_shapleycam_rest_needs_logits(smooth_net):
+    with pytest.raises(ValueError, match="needs score='logits'"):
+        tfg.ShapleyCAM(smooth_net["model"], "early", score="probabilities")
+    with pytest.raises(ValueError, match="utility must be"):
+        tfg.ShapleyCAM(smooth_net["model"], "early", utility="probability")
