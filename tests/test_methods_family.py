@@ -370,3 +370,92 @@ def test_shapleycam_rest_needs_logits(smooth_net):
         tfg.ShapleyCAM(smooth_net["model"], "early", score="probabilities")
     with pytest.raises(ValueError, match="utility must be"):
         tfg.ShapleyCAM(smooth_net["model"], "early", utility="probability")
+
+
+# ------------------------------------------------------------------------ Finer-CAM
+def np_finer(y, c, alpha=0.6, m=3, weighting="probability"):
+    """``(u [N], references [N, m], their weights [N, m])`` for logits ``y`` and classes ``c``."""
+    n = np.arange(len(y))
+    d = np.abs(y - y[n, c][:, None])
+    d[n, c] = np.inf
+    refs = np.argsort(d, axis=1, kind="stable")[:, :m]
+    if weighting == "probability":
+        e = np.exp(y - y.max(axis=1, keepdims=True))
+        p = np.take_along_axis(e / e.sum(axis=1, keepdims=True), refs, 1)
+    else:
+        p = np.ones(refs.shape)
+    p = p / p.sum(axis=1, keepdims=True)
+    return y[n, c] - alpha * (p * np.take_along_axis(y, refs, 1)).sum(1), refs, p
+
+
+@pytest.fixture(scope="module")
+def gap5():
+    """conv -> GAP -> Dense(5) -> softmax, with activations and logits read by hand."""
+    keras.utils.set_random_seed(8)
+    inp = keras.Input((6, 6, 2))
+    a = L.Conv2D(3, 3, activation="relu", name="conv")(inp)
+    dense = L.Dense(5, activation="softmax")
+    model = keras.Model(inp, dense(L.GlobalAveragePooling2D()(a)))
+    x = np.random.default_rng(9).random((4, 6, 6, 2), dtype=np.float32)
+    acts = keras.Model(inp, a)(x).numpy().astype(np.float64)
+    kernel, bias = dense.kernel.numpy().astype(np.float64), dense.bias.numpy()
+    return model, x, acts, acts.mean(axis=(1, 2)) @ kernel + bias, kernel
+
+
+@pytest.mark.parametrize("weighting", ["probability", "mean"])
+def test_finercam_weights_on_gap_dense(gap5, weighting):
+    """Grad-CAM of u = y_c - alpha sum p_d y_d on GAP -> Dense(W): the weights are
+    (W_c - alpha sum_d p_d W_d) / P, the weights p constants."""
+    model, x, acts, logits, kernel = gap5
+    classes = np.array([0, 4, 2, 2])
+    u, refs, p = np_finer(logits, classes, 0.6, 3, weighting)
+    got = tfg.FinerCAM(model, "conv", weighting=weighting)(x, classes)
+    expected = (kernel.T[classes] - 0.6 * np.einsum("nm,nmk->nk", p, kernel.T[refs])) / 16
+    assert ref.rel_err(got.weights, expected) < 1e-4
+    np.testing.assert_allclose(got.scores, u, rtol=1e-4, atol=1e-6)
+    np.testing.assert_array_equal(got.extras["references"], refs)
+    assert ref.rel_err(got.raw, np_cam(acts, expected)) < 1e-4
+    # two classes per sample: the top two, each compared with its own look-alikes
+    top = tfg.FinerCAM(model, "conv", weighting=weighting)(x, top_k=2)
+    second = np.argsort(-logits, axis=1)[:, 1]
+    u2, refs2, _ = np_finer(logits, second, 0.6, 3, weighting)
+    np.testing.assert_allclose(top.scores[:, 1], u2, rtol=1e-4, atol=1e-6)
+    np.testing.assert_array_equal(top.extras["references"][:, 1], refs2)
+
+
+def test_finercam_with_alpha_zero_is_its_base_and_layercam_base_against_numpy(smooth_net):
+    classes = np.array([1, 3, 0])
+    plain = run(smooth_net, "gradcam++", classes)
+    np.testing.assert_allclose(run(smooth_net, "finercam", classes, base="gradcam++",
+                                   alpha=0.0).raw, plain.raw, rtol=1e-6)
+
+    def finer(logits, c):  # the objective, with constant reference weights
+        u, refs, p = np_finer(logits.numpy().astype(np.float64), c.numpy(), 0.8, 2)
+        return logit(logits, c) - 0.8 * tf.reduce_sum(
+            tf.constant(p, tf.float32) * tf.gather(logits, refs, axis=1, batch_dims=1), axis=1)
+
+    acts, grads, _, scores = tape_read(smooth_net, classes, finer)
+    got = run(smooth_net, "finercam", classes, base="layercam", alpha=0.8, references=2)
+    expected = np.maximum((np.maximum(grads, 0) * acts).sum(-1), 0)
+    assert expected.max() > 0 and ref.rel_err(got.raw, expected) < 1e-4
+    np.testing.assert_allclose(got.scores, scores, rtol=1e-5)
+
+
+def test_finercam_references_by_hand_and_refusals(gap5):
+    model = gap5[0]
+    explainer = tfg.FinerCAM(model, "conv", references=3)
+    # y_c = 2 for c = 1: distances [1, inf, 0, 2, 0]; a tie with c (class 2, 4) is a
+    # reference, c never is; ties go to the lower index
+    logits = tf.constant([[1.0, 2.0, 2.0, 0.0, 2.0]])
+    refs = explainer.reference_classes(logits, tf.constant([[1]]))
+    np.testing.assert_array_equal(refs, [[[2, 4, 0]]])
+    many = tfg.FinerCAM(model, "conv", references=9).reference_classes(logits, tf.constant([[1]]))
+    np.testing.assert_array_equal(many, [[[2, 4, 0, 3]]])  # capped at C - 1
+    with pytest.raises(ValueError, match="not a callable"):
+        explainer(gap5[1], lambda out: out[:, 0])
+    with pytest.raises(ValueError, match="is not such a method"):
+        tfg.FinerCAM(model, "conv", base="scorecam")
+    sigmoid = keras.Sequential([keras.Input((6, 6, 1)), L.Conv2D(2, 3, name="conv"),
+                                L.GlobalAveragePooling2D(), L.Dense(3, activation="sigmoid")])
+    with pytest.raises(ValueError, match="softmax"):
+        tfg.FinerCAM(sigmoid, "conv")
