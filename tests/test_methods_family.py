@@ -459,3 +459,36 @@ def test_finercam_references_by_hand_and_refusals(gap5):
                                 L.GlobalAveragePooling2D(), L.Dense(3, activation="sigmoid")])
     with pytest.raises(ValueError, match="softmax"):
         tfg.FinerCAM(sigmoid, "conv")
+
+
+# ------------------------------------------------------------------------ Random-CAM
+def test_randomcam_is_its_weights_and_reproducible(smooth_net):
+    x, model = smooth_net["x"], smooth_net["model"]
+    acts = np.asarray(smooth_net["features"](x), np.float64)
+    explainer = tfg.RandomCAM(model, "early", seed=7)
+    got = explainer(x, [0, 1, 2])
+    assert got.weights.shape == (3, 5) and np.all(np.abs(got.weights) <= 1)
+    assert ref.rel_err(got.raw, np_cam(acts, got.weights)) < 1e-5
+    # the same call, one sample per step, in reverse order, compiled by XLA: the same weights
+    np.testing.assert_array_equal(explainer(x, [0, 1, 2], batch_size=1).weights, got.weights)
+    np.testing.assert_array_equal(explainer(x[::-1], [2, 1, 0]).weights, got.weights[::-1])
+    xla = tfg.RandomCAM(model, "early", seed=7, jit_compile=True)(x, [0, 1, 2])
+    np.testing.assert_array_equal(xla.weights, got.weights)
+    # another seed, another class, another sample: other weights
+    assert not np.allclose(tfg.RandomCAM(model, "early", seed=8)(x, [0, 1, 2]).weights,
+                           got.weights, atol=0.05)
+    two = explainer(x, np.array([[0, 1], [1, 0], [2, 2]]))
+    np.testing.assert_array_equal(two.weights[:, 0], got.weights)
+    assert not np.allclose(two.weights[0, 0], two.weights[0, 1], atol=0.05)
+    assert not np.allclose(got.weights[0], got.weights[1], atol=0.05)
+
+
+def test_randomcam_weights_are_uniform(rng):
+    inp = keras.Input((4, 4, 1))
+    a = L.Conv2D(64, 1, name="wide")(inp)
+    model = keras.Model(inp, L.Dense(2)(L.Flatten()(a)))
+    w = tfg.RandomCAM(model, "wide")(rng.random((40, 4, 4, 1), dtype=np.float32), 0).weights
+    assert w.shape == (40, 64) and w.min() >= -1 and w.max() < 1
+    assert abs(w.mean()) < 0.05 and 0.3 < w.var() < 0.37  # U[-1, 1): mean 0, variance 1/3
+    assert len(np.unique(w)) == w.size
+    assert 0.4 < (w > 0).mean() < 0.6
