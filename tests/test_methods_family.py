@@ -492,3 +492,35 @@ def test_randomcam_weights_are_uniform(rng):
     assert abs(w.mean()) < 0.05 and 0.3 < w.var() < 0.37  # U[-1, 1): mean 0, variance 1/3
     assert len(np.unique(w)) == w.size
     assert 0.4 < (w > 0).mean() < 0.6
+
+
+# ------------------------------------------------------------------------ Smooth Grad-CAM++
+def test_smoothgradcampp_against_numpy(smooth_net):
+    x, n, level = smooth_net["x"], 4, 0.2
+    classes = np.array([2, 0, 3])
+    noise = tf.random.stateless_normal((n,) + x.shape[1:], seed=[5, 0]).numpy()
+    span = (x.max(axis=(1, 2, 3)) - x.min(axis=(1, 2, 3)))[:, None, None, None]
+    acts = tape_read(smooth_net, classes)[0]
+    for sign in (1.0, -1.0):
+        grads = np.stack([tape_read(smooth_net, classes, sign=sign, x=x + level * span * e)[1]
+                          for e in noise])
+        expected = np_gradcampp_weights(acts, grads.mean(0), (grads ** 2).mean(0),
+                                        (grads ** 3).mean(0))
+        got = run(smooth_net, "smoothgradcam++", classes, num_samples=n, noise_level=level,
+                  seed=5, counterfactual=sign < 0)
+        assert ref.rel_err(got.weights, expected) < 1e-4, sign
+        assert ref.rel_err(got.raw, np_cam(acts, expected)) < 1e-4, sign
+        assert expected.max() > 0
+
+
+def test_smoothgradcampp_without_noise_or_on_gap_dense_is_gradcampp(smooth_net, gap5):
+    classes = np.array([1, 2, 0])
+    plain = run(smooth_net, "gradcam++", classes)
+    once = run(smooth_net, "smoothgradcam++", classes, num_samples=1, noise_level=0.0)
+    np.testing.assert_allclose(once.weights, plain.weights, rtol=1e-5, atol=1e-8)
+    noisy = run(smooth_net, "smoothgradcam++", classes, num_samples=3)
+    assert not np.allclose(noisy.weights, plain.weights, rtol=1e-2)
+    # GAP -> Dense: the layer's gradients do not depend on the input, noise changes nothing
+    model, x = gap5[:2]
+    np.testing.assert_allclose(tfg.SmoothGradCAMPlusPlus(model, "conv", num_samples=3)(x).weights,
+                               tfg.GradCAMPlusPlus(model, "conv")(x).weights, rtol=1e-5)
