@@ -88,6 +88,41 @@ def test_engine_hessian_of_a_score_linear_in_the_activations_is_zero(rng):
     np.testing.assert_array_equal(got.extras["hessian"], 0)
 
 
+# ------------------------------------------------------------------------ replaced activations
+class _ReplayProbe(Explainer):
+    """No name: the model's outputs with the layer's activations zeroed (in copies of row 0)
+    and as they are (every row), from ctx.outputs_with_activations."""
+
+    uses_gradients = False
+    rescores_activations = True
+
+    def compute(self, ctx):
+        rows = tf.shape(ctx.activations)[0]
+        ctx.extras["zeroed"] = ctx.outputs_with_activations(tf.zeros_like, tf.zeros([rows],
+                                                                                    tf.int32))
+        ctx.extras["same"] = ctx.outputs_with_activations(tf.identity, tf.range(rows))
+        return tf.reduce_mean(ctx.activations, axis=-1)
+
+
+def test_engine_outputs_with_replaced_activations(rng):
+    """Every class's logit with the target replaced; a skip connection over the target keeps
+    reading the true input."""
+    keras.utils.set_random_seed(4)
+    inp = keras.Input((6, 6, 2))
+    a = L.Conv2D(3, 3, padding="same", activation="relu", name="conv")(inp)
+    skip = L.Concatenate()([a, inp])  # the input jumps over the target
+    dense = L.Dense(4)
+    model = keras.Model(inp, L.Softmax()(dense(L.GlobalAveragePooling2D()(skip))))
+    x = rng.random((3, 6, 6, 2), dtype=np.float32)
+    got = _ReplayProbe(model, "conv")(x, lambda out: out[:, 0])
+    kernel, bias = dense.kernel.numpy(), dense.bias.numpy()
+    pooled_x = x.mean(axis=(1, 2))
+    np.testing.assert_allclose(got.extras["zeroed"], pooled_x[[0, 0, 0]] @ kernel[3:] + bias,
+                               rtol=1e-5, atol=1e-6)
+    logits = keras.Model(inp, dense.output)(x).numpy()
+    np.testing.assert_allclose(got.extras["same"], logits, rtol=1e-5, atol=1e-6)
+
+
 # ------------------------------------------------------------------------ hand-built contexts
 def context(acts, grads=None, targets=None):
     acts = tf.constant(acts, tf.float32)

@@ -213,11 +213,15 @@ class Forward:
 
     def rescore_activations(self, transform: Callable, rows: tf.Tensor,
                             probability: bool) -> tf.Tensor:
+        return self._score_rows(self.outputs_with_activations(transform, rows), rows,
+                                probability)
+
+    def outputs_with_activations(self, transform: Callable, rows: tf.Tensor) -> Any:
         samples = self.sample_of(rows)
         inputs = [tf.gather(x, samples) for x in self.inputs]
         replay = {key: self._cached(key, samples) for key in self.cache}
         _, outputs = self.run(inputs, transform=transform, overrides=replay)
-        return self._score_rows(outputs, rows, probability)
+        return outputs
 
     def gradients_at(self, inputs: list, rows: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         acts, _, _, _, grads, _ = self._differentiate(inputs, self._row_codes(rows))
