@@ -1,5 +1,6 @@
-"""Score-CAM's family (SS-CAM, IS-CAM, ``max_channels``) against NumPy: masked inputs made
-and scored by hand with ``model.predict``."""
+"""Score-CAM's family (SS-CAM, IS-CAM, ``max_channels``) and Deep Feature Factorization
+against NumPy: masked inputs made and scored by hand with ``model.predict``, and NMF on planted
+factorizations."""
 
 import keras
 import numpy as np
@@ -8,6 +9,7 @@ import tensorflow as tf
 
 import tf_gradcam as tfg
 from tests.test_methods_perturbation import np_bilinear, np_min_max, np_softmax, predict
+from tf_gradcam.methods.dff import nmf
 
 L = keras.layers
 
@@ -142,3 +144,69 @@ def test_scorecam_max_channels(cnn, exact):
     np.testing.assert_allclose(ss.weights, two.weights, rtol=1e-6)
     with pytest.raises(ValueError, match="max_channels must be a positive int"):
         tfg.ScoreCAM(model, "feat", max_channels=0)
+
+
+# ------------------------------------------------------------------------ DFF
+def planted(n=2, size=6, channels=4, seed=0):
+    """``(V [n, size, size, channels], H* [n, size, size, 3])``: three concepts on disjoint
+    vertical bands, random positive amounts, random positive embeddings."""
+    rng = np.random.default_rng(seed)
+    h = np.zeros((n, size, size, 3), np.float32)
+    for j in range(3):
+        h[:, :, 2 * j: 2 * j + 2, j] = rng.uniform(0.5, 1.5, (n, size, 2))
+    w = rng.uniform(0.0, 0.3, (3, channels)).astype(np.float32) + np.eye(3, channels) * 2
+    return (h @ w).astype(np.float32), h
+
+
+@pytest.fixture(scope="module")
+def feature_net():
+    """The input is the feature map: an identity layer "feat", then GAP -> Dense(3)."""
+    keras.utils.set_random_seed(24)
+    inp = keras.Input((6, 6, 4))
+    dense = L.Dense(3, activation="softmax")
+    feat = L.Activation("linear", name="feat")(inp)
+    return keras.Model(inp, dense(L.GlobalAveragePooling2D()(feat))), dense
+
+
+def test_dff_recovers_planted_concepts(feature_net):
+    model, dense = feature_net
+    v, h_true = planted()
+    got = tfg.deep_feature_factorization(model, v, 3, layer="feat")
+    assert got.concepts.shape == (3, 4) and got.raw.shape == (2, 3, 6, 6)
+    assert got.heatmaps.shape == (2, 3, 6, 6) and got.error < 0.02
+    # each recovered concept is one planted band (up to order and scale)
+    found = got.raw.transpose(0, 2, 3, 1).reshape(-1, 3)
+    truth = h_true.reshape(-1, 3)
+    corr = np.corrcoef(found.T, truth.T)[:3, 3:]
+    assert sorted(corr.argmax(axis=1)) == [0, 1, 2] and corr.max(axis=1).min() > 0.99
+    assert got.concepts.min() >= 0 and got.raw.min() >= 0 and got.heatmaps.min() >= 0
+    np.testing.assert_allclose(got.heatmaps.max(axis=(0, 2, 3)), 1.0, rtol=1e-6)
+    # concept scores on GAP -> Dense: each concept's mean contribution through the kernel
+    mean_amount = found.mean(axis=0)
+    expected = (mean_amount[:, None] * got.concepts) @ dense.kernel.numpy()
+    np.testing.assert_allclose(got.concept_scores, expected, rtol=1e-4, atol=1e-6)
+    # batches do not matter: the factorization is over the whole set
+    one = tfg.deep_feature_factorization(model, v, 3, layer="feat", batch_size=1)
+    np.testing.assert_allclose(one.raw, got.raw, rtol=1e-5, atol=1e-7)
+
+
+def test_nmf_never_increases_the_error():
+    """Lee and Seung's updates, run 1, 2, 5, ... times from the same start; rank 2 of a
+    rank-4 matrix, ending at the best any rank-2 approximation can do (the SVD's)."""
+    v = planted(seed=1)[0].reshape(-1, 4) + 0.05
+    errors = [float(tf.norm(v - tf.matmul(*nmf(v, 2, t, seed=3)))) for t in (1, 2, 5, 20, 200)]
+    assert all(b <= a * (1 + 1e-5) for a, b in zip(errors, errors[1:])), errors
+    best = np.sqrt((np.linalg.svd(v, compute_uv=False)[2:] ** 2).sum())
+    assert errors[0] > 1.2 * best and errors[-1] < 1.001 * best
+
+
+def test_dff_shift_for_negative_activations(feature_net):
+    model, dense = feature_net
+    v = planted()[0] - 0.5
+    with pytest.raises(ValueError, match="negative activations.*shift=True"):
+        tfg.deep_feature_factorization(model, v, 3, layer="feat")
+    got = tfg.deep_feature_factorization(model, v, 3, layer="feat", shift=True, iterations=50)
+    np.testing.assert_allclose(got.offset, v.min(axis=(0, 1, 2)), rtol=1e-6)
+    found = got.raw.transpose(0, 2, 3, 1).reshape(-1, 3)
+    expected = (found.mean(axis=0)[:, None] * got.concepts) @ dense.kernel.numpy()
+    np.testing.assert_allclose(got.concept_scores, expected, rtol=1e-4, atol=1e-6)
