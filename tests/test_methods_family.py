@@ -559,3 +559,39 @@ def test_smoothgradcampp_without_noise_or_on_gap_dense_is_gradcampp(smooth_net, 
     model, x = gap5[:2]
     np.testing.assert_allclose(tfg.SmoothGradCAMPlusPlus(model, "conv", num_samples=3)(x).weights,
                                tfg.GradCAMPlusPlus(model, "conv")(x).weights, rtol=1e-5)
+
+
+# ------------------------------------------------------------------------ 1D and 3D layers
+ON_RANK = {3: ["eigengradcam", "gradcamelementwise", "shapleycam", "finercam", "smoothgradcam++"],
+           5: ["kpcacam", "fem", "randomcam", "sscam", "iscam"]}
+
+
+@pytest.mark.parametrize("rank", [3, 5])
+def test_new_methods_on_1d_and_3d_layers(rank):
+    """Each new method on a 1D or a 3D network (the gradient ones in 1D, the others in 3D;
+    tracing is what costs), two classes per sample; Grad-CAM element-wise (1D) and FEM (3D)
+    against NumPy there."""
+    shape = {3: (12, 2), 5: (4, 5, 5, 1)}[rank]
+    conv = {3: L.Conv1D, 5: L.Conv3D}[rank]
+    gap = {3: L.GlobalAveragePooling1D, 5: L.GlobalAveragePooling3D}[rank]()
+    keras.utils.set_random_seed(rank)
+    inp = keras.Input(shape)
+    early = conv(4, 3, padding="same", activation="relu", name="early")
+    late, dense = conv(5, 3, padding="same", activation="swish"), L.Dense(3)
+    model = keras.Model(inp, L.Softmax()(dense(gap(late(early(inp))))))
+    net = dict(model=model, x=np.random.default_rng(rank).random((2, *shape), dtype=np.float32),
+               features=early, head=lambda t: dense(gap(late(t))))
+    light = {"sscam": {"num_samples": 2}, "iscam": {"steps": 2},
+             "smoothgradcam++": {"num_samples": 2}}
+    results = {}
+    for name in ON_RANK[rank]:
+        res = tfg.METHODS[name](model, "early", **light.get(name, {}))(net["x"], top_k=2)
+        assert res.heatmaps.shape == (2, 2, *shape[:-1]) and np.isfinite(res.heatmaps).all()
+        assert res.raw.shape == (2, 2, *shape[:-1]) and res.heatmaps.max() == pytest.approx(1)
+        results[name] = res
+    acts, grads, _, _ = tape_read(net, next(iter(results.values())).targets[:, 0])
+    if rank == 3:
+        expected = np.maximum(acts * grads, 0).sum(-1)
+        assert ref.rel_err(results["gradcamelementwise"].raw[:, 0], expected) < 1e-5
+    else:
+        assert ref.rel_err(results["fem"].raw[:, 0], np_fem(acts)) < 1e-5
