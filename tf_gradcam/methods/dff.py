@@ -141,7 +141,9 @@ def deep_feature_factorization(
     :math:`c_j = \overline{H_{\cdot j}}\, W_j`: the layers after the target run on the
     constant map :math:`c_j` (plus ``offset``), minus the same for the ``offset`` alone. For a
     ``GlobalAveragePooling -> Dense`` head the contributions add up: their sum plus the head's
-    output at the offset is the head's output at the mean reconstructed feature. Rank them
+    output at the offset is the head's output at the mean reconstructed feature. (The
+    concept maps replace the layer's output for the first input: a path that skips over the
+    layer, rare after the last convolution, sees that input.) Rank them
     (e.g. ``np.argsort(-concept_scores, axis=1)[:, :2]``) to name each concept by its top
     classes, as pytorch-grad-cam's ``run_dff_on_image`` does.
 
