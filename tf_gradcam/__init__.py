@@ -26,6 +26,8 @@ _PUBLIC = {
     "Tokens": ("tf_gradcam.choose.tokens", "Tokens"),
     "Explanation": ("tf_gradcam.explanation", "Explanation"),
     "METHODS": ("tf_gradcam.methods", "METHODS"),
+    "deep_feature_factorization": ("tf_gradcam.methods.dff", "deep_feature_factorization"),
+    "ConceptFactorization": ("tf_gradcam.methods.dff", "ConceptFactorization"),
     "overlay": ("tf_gradcam.render", "overlay"),
     "plot": ("tf_gradcam.render", "plot"),
     "localize": ("tf_gradcam.localize", None),
@@ -81,6 +83,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load on f
     from tf_gradcam.engine.explainer import Explainer, get_method  # noqa: F401
     from tf_gradcam.explanation import Explanation  # noqa: F401
     from tf_gradcam.methods import METHODS  # noqa: F401
+    from tf_gradcam.methods.dff import ConceptFactorization, deep_feature_factorization  # noqa: F401
     from tf_gradcam.render import overlay, plot  # noqa: F401
     from tf_gradcam.scale import explain_dataset, load_explanations  # noqa: F401
     from tf_gradcam.training import GradCAMCallback, log_heatmaps  # noqa: F401

@@ -10,6 +10,8 @@ forward pass never call the engine's internals; they ask the context:
 * :meth:`Context.rescore_activations`: replace the target's activations (Ablation-CAM's zeroed
   channels) and run only the layers after the target, every other tensor read from the batch's
   one forward pass;
+* :meth:`Context.outputs_with_activations`: the same, returning the model's outputs (every
+  class's score) instead of the rows' scores;
 * :meth:`Context.gradients_at`: the target's activations and gradients for modified inputs
   (SmoothGrad's noisy copies);
 * :meth:`Context.input_gradients`: the score's gradient at the input, under extra overrides
@@ -34,6 +36,8 @@ class Services(Protocol):
                             probability: bool) -> tf.Tensor: ...
 
     def input_gradients(self, overrides: dict) -> tf.Tensor: ...
+
+    def outputs_with_activations(self, transform: Callable, rows: tf.Tensor) -> Any: ...
 
     def gradients_at(self, inputs: list, rows: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]: ...
 
@@ -91,6 +95,13 @@ class Context:
         ``transform(activations [R, *S, K]) -> [R, *S, K]``; only the layers after the target
         are computed."""
         return self._services().rescore_activations(transform, rows, probability)
+
+    def outputs_with_activations(self, transform: Callable[[tf.Tensor], tf.Tensor],
+                                 rows: tf.Tensor) -> Any:
+        """The model's (scored) outputs, ``R`` rows, with the target's activations of rows
+        ``rows`` replaced as in :meth:`rescore_activations`: every class's score at once (Deep
+        Feature Factorization scores its concepts with them)."""
+        return self._services().outputs_with_activations(transform, rows)
 
     def gradients_at(self, inputs: list, rows: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         """``(activations, gradients)`` ``[R, *S, K]`` float32 of the target for modified

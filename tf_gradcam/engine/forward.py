@@ -155,8 +155,12 @@ class Forward:
             products = [tf.reduce_sum(g[0] * tf.stop_gradient(acts[0])) for g in per_class]
         hessian = None
         if outer is not None:
+            # A score linear in the activations (a Dense head after pooling) leaves the
+            # gradient unconnected to them: its Hessian is 0, not missing.
+            zero = tf.UnconnectedGradients.ZERO
             hessian = self._rows_of_classes(
-                [tf.cast(outer.gradient(p, acts[0]), tf.float32) for p in products], k)
+                [tf.cast(outer.gradient(p, acts[0], unconnected_gradients=zero), tf.float32)
+                 for p in products], k)
         grads = [self._rows_of_classes([tf.cast(g[i], tf.float32) for g in per_class], k)
                  for i in range(len(acts))]
         return acts, outputs, scores, chosen, grads, hessian
@@ -210,6 +214,10 @@ class Forward:
 
     def rescore_activations(self, transform: Callable, rows: tf.Tensor,
                             probability: bool) -> tf.Tensor:
+        return self._score_rows(self.outputs_with_activations(transform, rows), rows,
+                                probability)
+
+    def outputs_with_activations(self, transform: Callable, rows: tf.Tensor) -> Any:
         samples = self.sample_of(rows)
         inputs = [tf.gather(x, samples) for x in self.inputs]
         replay = {key: self._cached(key, samples) for key in self.cache}
@@ -218,7 +226,7 @@ class Forward:
             on_grid = transform
             transform = lambda raw: grid.from_grid(on_grid(grid.to_grid(raw)), raw)  # noqa: E731
         _, outputs = self.run(inputs, transform=transform, overrides=replay)
-        return self._score_rows(outputs, rows, probability)
+        return outputs
 
     def gradients_at(self, inputs: list, rows: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         acts, _, _, _, grads, _ = self._differentiate(inputs, self._row_codes(rows),

@@ -29,10 +29,17 @@ def first_component(values: tf.Tensor, reference: tf.Tensor, *, center: bool = T
         center and positions != 1) else flat
     _, _, v = tf.linalg.svd(matrix, full_matrices=False)  # v: [M, K, min(S, K)]
     projection = tf.einsum("nsk,nk->ns", matrix, v[:, :, 0])
+    return tf.reshape(orient(projection, ref), shape[:-1])
+
+
+def orient(projection: tf.Tensor, reference: tf.Tensor) -> tf.Tensor:
+    """``projection [M, P]`` (an eigenvector's, any sign) times the sign that makes it covary
+    positively with ``reference [M, P]``; where the covariance is 0 (e.g. one position), the
+    sign of their dot product instead. Deterministic, whatever the solver returned."""
+    reference = tf.cast(reference, projection.dtype)
     covariance = tf.reduce_sum(
         (projection - tf.reduce_mean(projection, axis=1, keepdims=True))
-        * (ref - tf.reduce_mean(ref, axis=1, keepdims=True)), axis=1, keepdims=True)
+        * (reference - tf.reduce_mean(reference, axis=1, keepdims=True)), axis=1, keepdims=True)
     agreement = tf.where(covariance != 0, covariance,
-                         tf.reduce_sum(projection * ref, axis=1, keepdims=True))
-    projection = tf.where(agreement < 0, -projection, projection)
-    return tf.reshape(projection, shape[:-1])
+                         tf.reduce_sum(projection * reference, axis=1, keepdims=True))
+    return tf.where(agreement < 0, -projection, projection)

@@ -39,9 +39,17 @@ class GradCAMPlusPlus(Explainer):
     aliases = ("gradcampp",)
 
     def channel_weights(self, ctx: Context) -> tf.Tensor:
-        axes = ctx.spatial_axes
         g = ctx.gradients
         g2 = tf.square(g)
-        total = tf.reduce_sum(ctx.activations, axis=axes, keepdims=True)
-        alpha = tf.math.divide_no_nan(g2, 2.0 * g2 + total * g2 * g)
-        return tf.reduce_sum(alpha * tf.nn.relu(g), axis=axes)
+        return closed_form_weights(ctx.activations, g, g2, g2 * g)
+
+
+def closed_form_weights(acts: tf.Tensor, d1: tf.Tensor, d2: tf.Tensor, d3: tf.Tensor
+                        ) -> tf.Tensor:
+    """``[M, K]`` Grad-CAM++ weights from the first, second and third derivative terms ``d1``,
+    ``d2``, ``d3`` (``g``, ``g^2``, ``g^3``; their averages over noisy inputs for Smooth
+    Grad-CAM++), all ``[M, *S, K]``, and the activations they weigh."""
+    axes = list(range(1, acts.shape.rank - 1))
+    total = tf.reduce_sum(acts, axis=axes, keepdims=True)
+    alpha = tf.math.divide_no_nan(d2, 2.0 * d2 + total * d3)
+    return tf.reduce_sum(alpha * tf.nn.relu(d1), axis=axes)
