@@ -146,3 +146,57 @@ def test_eigen_smooth_keeps_the_first_component_of_the_weighted_activations(net)
                                np.maximum((u - 1.5) * np.linalg.norm(v) / 4, 0), rtol=1e-5)
     with pytest.raises(ValueError, match="eigen_smooth is not defined"):
         tfg.EigenCAM(net, "conv", eigen_smooth=True)
+
+
+# ---------------------------------------------------------------------- aug_smooth
+def _homogeneous_net():
+    """Bias-free ReLU convs, GAP, bias-free Dense: every map scales with the input's intensity."""
+    keras.utils.set_random_seed(41)
+    inp = keras.Input((8, 10, 2))
+    a = L.Conv2D(4, 3, padding="same", activation="relu", use_bias=False, name="c1")(inp)
+    a = L.Conv2D(5, 3, padding="same", activation="relu", use_bias=False, name="c2")(a)
+    return keras.Model(inp, L.Dense(3, use_bias=False)(L.GlobalAveragePooling2D()(a)))
+
+
+def test_aug_smooth_intensity_factors_on_a_homogeneous_net_change_nothing_but_raw(rng):
+    model = _homogeneous_net()
+    x = rng.random((3, 8, 10, 2), dtype=np.float32)
+    plain = tfg.GradCAM(model, "c2")(x, [0, 1, 2])
+    factors = (0.5, 1.0, 2.0)
+    smoothed = tfg.GradCAM(model, "c2", aug_smooth=tfg.Augmentations(flips=(False,),
+                                                                     factors=factors))
+    res = smoothed(x, [0, 1, 2])
+    # A(a x) = a A(x) and the gradients of a GAP -> Dense head are constant: raw scales by a
+    np.testing.assert_allclose(res.heatmaps, plain.heatmaps, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(res.raw, np.mean(factors) * plain.raw, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(res.scores, plain.scores, rtol=1e-6)
+    assert smoothed.trace_count == 1
+
+
+def test_aug_smooth_is_flip_equivariant_and_maps_flipped_copies_back(rng):
+    model = _homogeneous_net()
+    x = rng.random((2, 8, 10, 2), dtype=np.float32)
+    aug = tfg.Augmentations(flips=(False, True), factors=(1.0,))
+    explainer = tfg.GradCAM(model, "c1", aug_smooth=aug)
+    a = explainer(x, [1, 2])
+    b = explainer(x[:, :, ::-1], [1, 2])
+    np.testing.assert_allclose(b.heatmaps, a.heatmaps[:, :, ::-1], rtol=1e-5, atol=1e-6)
+    # the smoothed map is the mean of the scaled plain map and the flipped-back scaled map
+    plain = tfg.GradCAM(model, "c1")
+    p, q = plain(x, [1, 2]).heatmaps, plain(x[:, :, ::-1], [1, 2]).heatmaps[:, :, ::-1]
+    mean = (p + q) / 2
+    expected = mean / mean.reshape(2, -1).max(axis=1)[:, None, None]
+    np.testing.assert_allclose(a.heatmaps, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_aug_smooth_chooses_the_class_on_the_unaugmented_image(net, rng):
+    x = rng.random((4, 8, 8, 2), dtype=np.float32)
+    top = tfg.GradCAM(net, "conv")(x)
+    smoothed = tfg.GradCAM(net, "conv", aug_smooth=True)(x)
+    np.testing.assert_array_equal(smoothed.targets, top.targets)
+    np.testing.assert_allclose(smoothed.scores, top.scores, rtol=1e-6)
+    assert smoothed.heatmaps.shape == top.heatmaps.shape
+    two = tfg.GradCAM(net, "conv", aug_smooth=True)(x, top_k=2)
+    assert two.heatmaps.shape == (4, 2, 8, 8)
+    with pytest.raises(ValueError, match="identity"):
+        tfg.Augmentations(factors=(0.9, 1.1))

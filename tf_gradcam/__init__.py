@@ -24,6 +24,7 @@ _PUBLIC = {
     "input_of": ("tf_gradcam.choose.tensors", "input_of"),
     "output_of": ("tf_gradcam.choose.tensors", "output_of"),
     "Tokens": ("tf_gradcam.choose.tokens", "Tokens"),
+    "Augmentations": ("tf_gradcam.engine.smooth", "Augmentations"),
     "Explanation": ("tf_gradcam.explanation", "Explanation"),
     "METHODS": ("tf_gradcam.methods", "METHODS"),
     "deep_feature_factorization": ("tf_gradcam.methods.dff", "deep_feature_factorization"),
@@ -81,6 +82,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load on f
     from tf_gradcam.choose.tokens import Tokens  # noqa: F401
     from tf_gradcam.engine.context import Context  # noqa: F401
     from tf_gradcam.engine.explainer import Explainer, get_method  # noqa: F401
+    from tf_gradcam.engine.smooth import Augmentations  # noqa: F401
     from tf_gradcam.explanation import Explanation  # noqa: F401
     from tf_gradcam.methods import METHODS  # noqa: F401
     from tf_gradcam.methods.dff import ConceptFactorization, deep_feature_factorization  # noqa: F401

@@ -268,16 +268,22 @@ def label_classes_in_graph(y: Any, num_classes: int) -> tf.Tensor:
 
 
 # ---------------------------------------------------------------------------- in the step
-def select_classes(logits: tf.Tensor, codes: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-    """``([B, k] scores, [B, k] int32 classes)`` of ``logits [B, C]`` for ``codes [B, k]``
-    (class indices, or rank codes ``-j`` resolved to the j-th highest class)."""
+def resolve_ranks(logits: tf.Tensor, codes: tf.Tensor) -> tf.Tensor:
+    """``[B, k] int32`` class indices: rank codes ``-j`` of ``codes [B, k]`` replaced by the
+    j-th highest class of ``logits [B, C]``; class indices kept."""
     logits = tf.convert_to_tensor(logits)
     k = codes.shape[1] if codes.shape.rank == 2 and codes.shape[1] is not None else None
     depth = 1 if k is None else k
     ranked = tf.math.top_k(tf.cast(logits, tf.float32), k=min(depth, int(logits.shape[-1]))).indices
     ranks = tf.clip_by_value(-codes - 1, 0, tf.shape(ranked)[1] - 1)
-    chosen = tf.where(codes < 0, tf.gather(ranked, ranks, axis=1, batch_dims=1), codes)
-    return tf.gather(logits, chosen, axis=1, batch_dims=1), chosen
+    return tf.where(codes < 0, tf.gather(ranked, ranks, axis=1, batch_dims=1), codes)
+
+
+def select_classes(logits: tf.Tensor, codes: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """``([B, k] scores, [B, k] int32 classes)`` of ``logits [B, C]`` for ``codes [B, k]``
+    (class indices, or rank codes ``-j`` resolved to the j-th highest class)."""
+    chosen = resolve_ranks(logits, codes)
+    return tf.gather(tf.convert_to_tensor(logits), chosen, axis=1, batch_dims=1), chosen
 
 
 def check_callable_scores(scores: Any, outputs: Any) -> tf.Tensor:

@@ -32,10 +32,11 @@ from tf_gradcam.choose import scores as scores_lib
 from tf_gradcam.choose import targets as targets_lib
 from tf_gradcam.choose import explained, tensors
 from tf_gradcam.choose.tokens import TokensLike
-from tf_gradcam.engine import diagnose, graph, pca, pipeline, resize
+from tf_gradcam.engine import diagnose, graph, pca, pipeline, resize, smooth
 from tf_gradcam.engine.context import Context
 from tf_gradcam.engine import inputs as inputs_lib
 from tf_gradcam.engine.inputs import InputChecker
+from tf_gradcam.engine.smooth import Augmentations
 from tf_gradcam.engine.step import StepCache
 from tf_gradcam.explanation import Explanation
 
@@ -54,6 +55,7 @@ class ExplainerOptions(TypedDict, total=False):
     jit_compile: bool
     counterfactual: bool
     eigen_smooth: bool
+    aug_smooth: bool | Augmentations
     tokens: TokensLike
 
 
@@ -95,6 +97,11 @@ class Explainer:
             activations (:meth:`weighted_activations`) instead of their sum over channels, as
             pytorch-grad-cam's option of that name (its sign fixed to agree with the plain map;
             rectified). Removes noise that no single direction of the channels explains.
+        aug_smooth: test-time augmentation (pytorch-grad-cam's option of that name): each
+            input explained as flipped and intensity-scaled copies (``True``: flip x factors
+            0.9 / 1.0 / 1.1; or ``tfg.Augmentations(flips=..., factors=...)``), all in the
+            one compiled step, each map mapped back, scaled and averaged; the class is chosen
+            on the unaugmented copy, whose scores, targets and weights are reported.
         tokens: how a ``[N, T, C]`` token target maps onto the image, when it cannot be
             inferred: ``tfg.Tokens(prefix=1, grid=(14, 14))``, or a callable
             ``[N, T, C] -> [N, h, w, C]`` (pytorch-grad-cam's ``reshape_transform``).
@@ -134,6 +141,7 @@ class Explainer:
         jit_compile: bool = False,
         counterfactual: bool = False,
         eigen_smooth: bool = False,
+        aug_smooth: bool | Augmentations = False,
         tokens: TokensLike = None,
     ) -> None:
         if eigen_smooth and not self.eigen_smooth_defined:
@@ -162,6 +170,7 @@ class Explainer:
         self.jit_compile = bool(jit_compile)
         self.counterfactual = bool(counterfactual)
         self.eigen_smooth = bool(eigen_smooth)
+        self.aug_smooth = smooth.option(aug_smooth)
         self.head_info = scores_lib.head_of(model)
         self.score_overrides = scores_lib.logit_overrides(model) if score == "logits" else {}
         self._input_specs = [
@@ -172,6 +181,11 @@ class Explainer:
                                     inputs_lib.expectations(model))
         self._spatial_input = explained.spatial_input(model, self.layer_ref, self._input_specs,
                                                       type(self).__name__)
+        spatial = self._input_specs[self._spatial_input]
+        if self.aug_smooth is not None and not spatial.dtype.is_floating:
+            raise ValueError(
+                f"aug_smooth flips and scales input {self.input_names[self._spatial_input]!r}, "
+                "which holds integers (token ids?): it is defined for float inputs.")
         self._steps = StepCache()
 
     @classmethod

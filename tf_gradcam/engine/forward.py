@@ -39,6 +39,9 @@ class Forward:
         self.cache: dict[int, Any] = {}
         self.targets_rows: tf.Tensor | None = None
         self.diagnostics: dict = {}  # [R] bool flags of why a map may be empty
+        # For each sample, the sample whose logits rank the classes (aug_smooth: the
+        # unaugmented copy), or None: its own.
+        self.rank_samples: tf.Tensor | None = None
 
     # ------------------------------------------------------------------ running the model
     def run(self, inputs: list, *, watch: Callable | None = None, transform: Callable | None = None,
@@ -75,6 +78,8 @@ class Forward:
             scores = tf.cast(scores, tf.float32)[:, None]
             return scores, tf.fill(tf.shape(scores), tf.constant(-1, tf.int32))
         logits = self.explainer.head_info.class_scores(outputs, self.explainer.score)
+        if self.rank_samples is not None and samples is None:
+            codes = targets_lib.resolve_ranks(tf.gather(logits, self.rank_samples), codes)
         scores, chosen = self.explainer.class_scores(logits, codes)
         if probability and self.explainer.score == "logits":
             scores = tf.gather(probability_fn(self.explainer.head_info)(logits), chosen,

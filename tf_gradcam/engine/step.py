@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Callable, Hashable
 import tensorflow as tf
 
 from tf_gradcam.choose.targets import Plan
-from tf_gradcam.engine import checks, diagnose, resize
+from tf_gradcam.engine import checks, diagnose, resize, smooth
 from tf_gradcam.engine.forward import Forward
 
 if TYPE_CHECKING:
@@ -29,7 +29,16 @@ MAX_CALLABLE_STEPS = 8
 def step_body(explainer: Explainer, inputs: list, codes: tf.Tensor, plan: Plan,
               values: dict) -> dict:
     """What one compiled step computes for a batch: a dict of ``[B * k, ...]`` tensors."""
+    aug = explainer.aug_smooth
+    if aug is not None:  # every augmented copy in this one batch
+        m = len(aug.copies)
+        inputs = smooth.expand(inputs, explainer.spatial_input, aug)
+        codes = tf.repeat(codes, m, axis=0)
+        per_sample = getattr(plan.target, "per_sample", ())
+        values = {k: tf.repeat(v, m, axis=0) if k in per_sample else v for k, v in values.items()}
     forward = Forward(explainer, inputs, codes, plan.fn, plan.target, values)
+    if aug is not None:
+        forward.rank_samples = smooth.identity_samples(tf.shape(inputs[0])[0], aug)
     ctxs = forward.contexts()
     ctx = ctxs[0]
     if len(ctxs) > 1:
@@ -41,14 +50,18 @@ def step_body(explainer: Explainer, inputs: list, codes: tf.Tensor, plan: Plan,
     else:
         raw = tf.cast(explainer.compute(ctx), tf.float32)
         full, extras = explainer.heatmap(ctx, raw), ctx.extras
-    return {
-        "heatmaps": resize.scale_by_max(tf.cast(full, tf.float32)),
+    out = {
+        "full": tf.cast(full, tf.float32),
         "raw": raw,
         "targets": ctx.targets,
         "scores": ctx.scores,
         **{k: tf.cast(v, tf.float32) for k, v in extras.items()},
         **{diagnose.PREFIX + k: v for k, v in forward.diagnostics.items()},
     }
+    if aug is not None:
+        out = smooth.merge(out, aug, forward.k)
+    out["heatmaps"] = resize.scale_by_max(out.pop("full"))
+    return out
 
 
 class _Step:
