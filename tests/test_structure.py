@@ -200,3 +200,14 @@ def test_aug_smooth_chooses_the_class_on_the_unaugmented_image(net, rng):
     assert two.heatmaps.shape == (4, 2, 8, 8)
     with pytest.raises(ValueError, match="identity"):
         tfg.Augmentations(factors=(0.9, 1.1))
+
+
+def test_explain_batch_for_loops_of_your_own(net, rng):
+    explainer = tfg.GradCAM(net, "conv")
+    x = rng.random((3, 8, 8, 2), dtype=np.float32)
+    out = explainer.explain_batch([tf.constant(x)], tf.constant([0, 1, 2]))
+    np.testing.assert_allclose(out["raw"].numpy(), explainer(x, [0, 1, 2]).raw, rtol=1e-6)
+    assert not any(k.startswith("_") for k in out)
+    with pytest.warns(DeprecationWarning, match="classes="):
+        old = explainer.explain_batch([tf.constant(x)], target_arg=tf.constant([0, 1, 2]))
+    np.testing.assert_array_equal(old["raw"].numpy(), out["raw"].numpy())

@@ -22,6 +22,7 @@ scaling, input checks) is the engine's, in the modules next to this one.
 from __future__ import annotations
 
 import inspect
+import warnings
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterator, TypedDict
 
 import keras
@@ -352,19 +353,24 @@ class Explainer:
                 targets_lib.Plan(key=("classes", 1)))
         return self._steps.get(self, plan)
 
-    def explain_batch(self, inputs: list, target_arg: Any = None, score_fn: Callable | None = None
-                      ) -> dict:
-        """One compiled step on tensors already batched and checked, for loops of your own.
-        Returns tensors (``[B, ...]``).
+    def explain_batch(self, inputs: list, classes: Any = None, score_fn: Callable | None = None,
+                      *, target_arg: Any = None) -> dict:
+        """One compiled step on tensors already batched and checked, for loops of your own
+        (``run`` is the package's own loop). Returns tensors (``[B, ...]``).
 
         ``inputs``: one ``[B, ...]`` tensor per model input, ``B >= 1`` (TensorFlow's
-        convolutions refuse an empty batch); ``target_arg``: ``[B] int32`` classes, -1 for the
-        top class (ignored when ``score_fn`` is given)."""
+        convolutions refuse an empty batch); ``classes``: ``[B] int32`` class per sample, -1 for
+        its top class (ignored when ``score_fn`` is given). ``target_arg`` is ``classes``'
+        former name, accepted with a warning."""
+        if target_arg is not None:
+            warnings.warn("explain_batch(target_arg=...) is now explain_batch(classes=...).",
+                          DeprecationWarning, stacklevel=2)
+            classes = target_arg
         batch = tf.shape(inputs[0])[0]
-        if score_fn is not None or target_arg is None:
+        if score_fn is not None or classes is None:
             codes = tf.fill([batch, 1], tf.constant(targets_lib.TOP_CLASS, tf.int32))
         else:
-            codes = tf.reshape(tf.cast(target_arg, tf.int32), [-1, 1])
+            codes = tf.reshape(tf.cast(classes, tf.int32), [-1, 1])
         out = self.compiled_step(score_fn)(list(inputs), codes, {})
         return {k: v for k, v in out.items() if not k.startswith(diagnose.PREFIX)}
 
