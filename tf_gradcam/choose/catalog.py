@@ -48,6 +48,7 @@ class Catalog:
         runs: dict[tuple, set] = {}
         for call in self.calls:
             runs.setdefault((id(call.op), call.parent_calls), set()).add(call.index)
+        self._runs = runs
         self.entries: list[Entry] = []
         for call in self.calls:
             shared = len(runs[(id(call.op), call.parent_calls)]) > 1
@@ -61,8 +62,7 @@ class Catalog:
         """The nested models' part of a call's path: ``"outer/inner@1/"``."""
         parts = []
         for depth, (parent, index) in enumerate(zip(call.parents, call.parent_calls)):
-            above = call.parent_calls[:depth]
-            indices = {c.index for c in self.calls if c.op is parent and c.parent_calls == above}
+            indices = self._runs.get((id(parent), call.parent_calls[:depth]), set())
             parts.append(parent.name + (f"@{index}" if len(indices) > 1 else ""))
         return "".join(p + "/" for p in parts)
 
