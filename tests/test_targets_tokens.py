@@ -32,7 +32,8 @@ class PrefixTokens(L.Layer):
 def tiny_vit(prefix=1, pooling="token", blocks=2, seed=11):
     keras.utils.set_random_seed(seed)
     inp = keras.Input((IMAGE, IMAGE, 3))
-    x = L.Reshape((-1, DIM), name="tokens")(L.Conv2D(DIM, PATCH, strides=PATCH, name="patchify")(inp))
+    patches = L.Conv2D(DIM, PATCH, strides=PATCH, name="patchify")(inp)
+    x = L.Reshape((-1, DIM), name="tokens")(patches)
     if prefix:
         x = PrefixTokens(prefix, name="prefix")(x)
     for i in range(blocks):

@@ -108,7 +108,7 @@ def _execute(explainer: Explainer, plan, xs: list, codes: np.ndarray) -> dict:
     return finish(explainer, {k: v.numpy() for k, v in out.items()}, plan)
 
 
-def finish(explainer: "Explainer", out: dict, plan) -> dict:
+def finish(explainer: Explainer, out: dict, plan) -> dict:
     """The step's ``[B * k, ...]`` results as the Explanation's fields: ``[B, k, ...]`` when
     the plan explains k classes each; the step's diagnostics reported (empty maps) and dropped."""
     why = {k[len(diagnose.PREFIX):]: out.pop(k) for k in list(out)
