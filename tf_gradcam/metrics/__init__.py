@@ -16,9 +16,10 @@ Faithfulness (the model is run on perturbed images):
 * :func:`average_drop` and :func:`increase_in_confidence` (per image:
   :func:`confidence_scores`): Chattopadhyay et al., "Grad-CAM++", WACV 2018. Lower average drop
   and higher increase are better.
-* :func:`road` (:mod:`~tf_gradcam.metrics.road`): ROAD, Rong et al., ICML 2022: the probability
-  after the most / least relevant pixels are removed and filled by noisy linear imputation
-  (:func:`noisy_linear_imputation`), and pytorch-grad-cam's combined ``(LeRF - MoRF) / 2``.
+* :func:`road` (:mod:`~tf_gradcam.metrics.imputation`): ROAD, Rong et al., ICML 2022: the
+  probability after the most / least relevant pixels are removed and filled by noisy linear
+  imputation (:func:`noisy_linear_imputation`), and pytorch-grad-cam's combined
+  ``(LeRF - MoRF) / 2``.
 * :func:`mu_fidelity`: Bhatt et al., IJCAI 2020: the correlation between a map's mass on random
   subsets and the drop they cause. Higher is better.
 
@@ -69,7 +70,7 @@ Conventions:
 
 from __future__ import annotations
 
-from tf_gradcam.metrics.complexity import complexity, sparseness
+from tf_gradcam.metrics.concision import complexity, sparseness
 from tf_gradcam.metrics.confidence import (
     ConfidenceScores,
     average_drop,
@@ -92,7 +93,7 @@ from tf_gradcam.metrics.localization import (
     pointing_game,
     pointing_hits,
 )
-from tf_gradcam.metrics.road import RoadResult, noisy_linear_imputation, road
+from tf_gradcam.metrics.imputation import RoadResult, noisy_linear_imputation, road
 from tf_gradcam.metrics.sanity import (
     SanityResult,
     label_randomization,

@@ -98,8 +98,10 @@ def wilson_ci(successes: Any, n: Any = None, *, level: float = DEFAULT_LEVEL
     centre = p + z * z / (2 * total)
     spread = z * np.sqrt(p * (1 - p) / total + z * z / (4 * total * total))
     scale = 1 + z * z / total
-    return (p, float(max(0.0, (centre - spread) / scale)),
-            float(min(1.0, (centre + spread) / scale)))
+    # at p = 0 (p = 1) the bound is 0 (1) exactly; rounding would leave 1e-17 otherwise
+    lo = 0.0 if k == 0 else max(0.0, (centre - spread) / scale)
+    hi = 1.0 if k == total else min(1.0, (centre + spread) / scale)
+    return (p, float(lo), float(hi))
 
 
 def _finite(values: Any) -> np.ndarray:

@@ -246,7 +246,8 @@ def road(
     probs_of = np.empty((n, 2, nf), np.float64)
     hits = np.empty((n, 2, nf), bool)
     scorer.decide(imgs)
-    step = _compiled_step(scorer, use, noise, channel, pixels)
+    step = _compiled_step(scorer, use, channel)
+    level = np.float32(noise)
     bar = progress(n, verbose)
     for start in range(0, rows, scorer.batch_size):
         r = np.arange(start, min(start + scorer.batch_size, rows))
@@ -254,11 +255,11 @@ def road(
         k = counts[f]
         seeds = row_seeds(seed, _RNG_TAG, r)
         if use == "cg":
-            probs, _ = step(planes[i], ranks[i], k.astype(np.int32), o.astype(bool), seeds)
+            probs, _ = step(planes[i], ranks[i], k.astype(np.int32), o.astype(bool), seeds, level)
         else:
             removed = _removed(ranks[i], k, o.astype(bool), pixels)
             filled = np.stack([_solve_scipy(planes[j], m) for j, m in zip(i, removed)])
-            probs, _ = step(filled.astype(np.float32), removed, seeds)
+            probs, _ = step(filled.astype(np.float32), removed, seeds, level)
         check_classes(chosen, scorer.num_classes)
         probs_of[i, o, f] = probs[np.arange(len(r)), chosen[i]]
         hits[i, o, f] = probs.argmax(axis=1) == truth[i]
@@ -407,11 +408,11 @@ def _cg_solve(v: tf.Tensor, m: tf.Tensor) -> tf.Tensor:
     return (1 - m) * v + x
 
 
-def _with_noise(filled: tf.Tensor, removed: tf.Tensor, seeds: tf.Tensor, noise: float
+def _with_noise(filled: tf.Tensor, removed: tf.Tensor, seeds: tf.Tensor, noise: Any
                 ) -> tf.Tensor:
     """``filled [B, H, W, C] float32`` plus ``noise * N(0, 1)`` on the ``removed [B, H, W]``
-    pixels, each row drawing from its own seed."""
-    if noise == 0:
+    pixels, each row drawing from its own seed (``noise`` a number, or a tensor in-graph)."""
+    if isinstance(noise, float) and noise == 0:
         return filled
     shape = tf.shape(filled)[1:]
     eps = per_row(lambda s: tf.random.stateless_normal(shape, s, dtype=tf.float32), seeds,
@@ -425,19 +426,23 @@ def _removed(ranks: np.ndarray, k: np.ndarray, lerf: np.ndarray, pixels: int) ->
     return np.where(lerf.reshape(-1, 1, 1), ranks >= pixels - kk, ranks < kk)
 
 
-def _compiled_step(scorer: Scorer, solver: str, noise: float, channel: int, pixels: int):
-    def finish(filled, removed, seeds):
-        x = _with_noise(filled, removed, seeds, noise)
+def _compiled_step(scorer: Scorer, solver: str, channel: int):
+    """``step(..., noise) -> (probabilities, {})``: the noise (and the removal count, for
+    ``"cg"``) are arguments, so one trace serves every ROAD call on the model."""
+
+    def finish(filled, removed, seeds, noise):
+        x = _with_noise(filled, removed, seeds, tf.cast(noise, tf.float32))
         return (x if channel else x[..., 0]), {}
 
-    def solve_and_finish(planes, ranks, k, lerf, seeds):
+    def solve_and_finish(planes, ranks, k, lerf, seeds, noise):
+        pixels = tf.shape(ranks)[1] * tf.shape(ranks)[2]
         kk = k[:, None, None]
         removed = tf.where(lerf[:, None, None], ranks >= pixels - kk, ranks < kk)
         filled = _cg_solve(tf.cast(planes, tf.float64), tf.cast(removed, tf.float64)[..., None])
-        return finish(tf.cast(filled, tf.float32), removed, seeds)
+        return finish(tf.cast(filled, tf.float32), removed, seeds, noise)
 
     return scorer.compile(solve_and_finish if solver == "cg" else finish,
-                          key=("road", solver, noise, channel, pixels))
+                          key=("road", solver, channel))
 
 
 # ------------------------------------------------------------------------ checks
