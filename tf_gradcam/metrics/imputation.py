@@ -224,11 +224,15 @@ def road(
 
     scorer = Scorer(model, apply_softmax, batch_size)
     chosen = resolve_targets(targets, expl_targets, scorer, imgs)
-    truth = labels_or_top(labels, scorer, imgs, "labels")
-    original = np.empty(n, np.float64)
+    clean = np.empty((n, 0))
     for idx, probs in scorer.batches(n, lambda idx: imgs[idx]):
         check_classes(chosen, scorer.num_classes)
-        original[idx] = probs[np.arange(len(idx)), chosen[idx]]
+        if not clean.shape[1]:
+            clean = np.empty((n, probs.shape[1]))
+        clean[idx] = probs
+    original = clean[np.arange(n), chosen]
+    truth = clean.argmax(axis=1) if labels is None else labels_or_top(labels, scorer, imgs,
+                                                                      "labels")
     check_classes(truth, scorer.num_classes)
 
     if tie_break == "jitter":
