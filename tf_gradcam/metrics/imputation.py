@@ -33,15 +33,17 @@ experiments added 0.01 in ``[0, 1]`` pixel units, the same for a model fed ``[0,
 
 **Solvers.** ``solver="scipy"`` assembles the system (vectorised, the 8-neighbour coupling
 matrix of an image size built once) and factorises it with SciPy's ``spsolve`` (SuperLU, all
-channels in one factorisation): exact to rounding, and on a CPU the fastest way (measured on 2
-cores: 25 ms per 64 x 64 x 3 system against 120 ms for the conjugate gradient below compiled
-with XLA and 360 ms without; at 224 x 224 SciPy is about 9 times faster). This is why SciPy is a
-dependency of tf_gradcam. ``solver="cg"`` solves all systems of a batch at once in TensorFlow by
-a conjugate gradient in float64 on the stencil form of the operator (no matrix is built; systems
-that have converged are frozen), inside the same compiled step as the model: it matches
-``spsolve`` to about 1e-7 and is what an accelerator should run. ``"auto"`` takes ``"cg"`` when
-TensorFlow sees a GPU, else ``"scipy"``. Both draw the same noise, so they agree to solver
-precision.
+channels in one factorisation): exact to rounding, and on a CPU the fastest way. This is why
+SciPy is a dependency of tf_gradcam. ``solver="cg"`` solves all systems of a batch at once in
+TensorFlow by a conjugate gradient in float64 on the stencil form of the operator (no matrix is
+built; systems that have converged are frozen; the loop compiled by XLA), inside the same
+compiled step as the model: it matches ``spsolve`` to about 1e-7 and is what an accelerator
+should run. On 2 CPU cores ROAD with SciPy took 0.26 s per 64 x 64 image (nine fractions, both
+orders; 10x the model's forward passes) against 0.71 s with the conjugate gradient, and 1.3 s
+against 16 s at 128 x 128 (``benchmarks/results/metrics.json``): SciPy's factorisation wins
+by 3-12x on a CPU and the gap grows with the image (the iterations grow with the size of the
+largest hole). ``"auto"`` takes ``"cg"`` when TensorFlow sees a GPU, else ``"scipy"``. Both
+draw the same noise, so they agree to solver precision.
 
 Ranking: ties in the map are broken in raster order (as :func:`deletion_curve`); removing a
 fraction ``phi`` removes exactly ``floor(phi * H * W)`` pixels (ROAD's ``int(H * W * p)``), all
@@ -321,7 +323,8 @@ def noisy_linear_imputation(
     planes = (imgs if channel else imgs[..., None]).astype(np.float64)
     seeds = row_seeds(seed, _RNG_TAG, np.arange(len(imgs)))
     if use == "cg":
-        filled = _cg_solve(tf.constant(planes), tf.constant(mask[..., None], tf.float64)).numpy()
+        filled = _cg_solve_xla(tf.constant(planes),
+                               tf.constant(mask[..., None], tf.float64)).numpy()
     else:
         filled = np.stack([_solve_scipy(p, m) for p, m in zip(planes, mask)])
     out = _with_noise(
@@ -412,6 +415,11 @@ def _cg_solve(v: tf.Tensor, m: tf.Tensor) -> tf.Tensor:
     return (1 - m) * v + x
 
 
+# Compiled by XLA on its own, also when called inside another tf.function (the ROAD step, whose
+# model stays out of XLA): the loop's stencil passes fuse, 3-4 times faster on a CPU.
+_cg_solve_xla = tf.function(_cg_solve, jit_compile=True, reduce_retracing=True)
+
+
 def _with_noise(filled: tf.Tensor, removed: tf.Tensor, seeds: tf.Tensor, noise: Any
                 ) -> tf.Tensor:
     """``filled [B, H, W, C] float32`` plus ``noise * N(0, 1)`` on the ``removed [B, H, W]``
@@ -442,7 +450,8 @@ def _compiled_step(scorer: Scorer, solver: str, channel: int):
         pixels = tf.shape(ranks)[1] * tf.shape(ranks)[2]
         kk = k[:, None, None]
         removed = tf.where(lerf[:, None, None], ranks >= pixels - kk, ranks < kk)
-        filled = _cg_solve(tf.cast(planes, tf.float64), tf.cast(removed, tf.float64)[..., None])
+        filled = _cg_solve_xla(tf.cast(planes, tf.float64),
+                               tf.cast(removed, tf.float64)[..., None])
         return finish(tf.cast(filled, tf.float32), removed, seeds, noise)
 
     return scorer.compile(solve_and_finish if solver == "cg" else finish,
