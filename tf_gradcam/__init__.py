@@ -34,6 +34,8 @@ _PUBLIC = {
     "localize": ("tf_gradcam.localize", None),
     "metrics": ("tf_gradcam.metrics", None),
     "targets": ("tf_gradcam.choose.readymade", None),
+    "evaluate": ("tf_gradcam.evaluation", "evaluate"),
+    "evaluation": ("tf_gradcam.evaluation", None),
     "explain_dataset": ("tf_gradcam.scale", "explain_dataset"),
     "load_explanations": ("tf_gradcam.scale", "load_explanations"),
     "GradCAMCallback": ("tf_gradcam.training", "GradCAMCallback"),
@@ -75,8 +77,9 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load on first use
-    from tf_gradcam import localize, metrics  # noqa: F401
+    from tf_gradcam import evaluation, localize, metrics  # noqa: F401
     from tf_gradcam.choose import readymade as targets  # noqa: F401
+    from tf_gradcam.evaluation import evaluate  # noqa: F401
     from tf_gradcam.api import explain  # noqa: F401
     from tf_gradcam.choose.tensors import input_of, list_layers, output_of  # noqa: F401
     from tf_gradcam.choose.tokens import Tokens  # noqa: F401

@@ -1,4 +1,4 @@
-"""The ``tf-gradcam`` command: ``demo``, ``explain`` and ``layers``, one module each.
+"""The ``tf-gradcam`` command: ``demo``, ``explain``, ``layers`` and ``evaluate``, one module each.
 
 TensorFlow is imported inside the subcommands, after the arguments and files have been
 checked, so mistakes are reported at once. Expected failures (a missing file, a model that
@@ -21,7 +21,7 @@ from tf_gradcam.cli.common import EXIT_ERROR, CLIError
 __all__ = ["main"]
 
 #: Subcommand name -> module under tf_gradcam.cli.
-COMMANDS = {"demo": "demo", "explain": "explain", "layers": "layers"}
+COMMANDS = {"demo": "demo", "explain": "explain", "layers": "layers", "evaluate": "evaluate"}
 
 
 def _build_parser() -> tuple[argparse.ArgumentParser, dict]:

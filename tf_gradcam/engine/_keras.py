@@ -125,3 +125,19 @@ def set_attribute(obj: Any, name: str, value: Any) -> None:
 
 def is_input_layer(layer: Any) -> bool:
     return isinstance(layer, keras.layers.InputLayer)
+
+
+def nested_layers(layer: Any) -> list:
+    """``layer`` and every layer it holds, at any depth:
+    ``Layer._flatten_layers(include_self=True, recursive=True)``, Keras 3.0-3.15."""
+    return list(layer._flatten_layers(include_self=True, recursive=True))
+
+
+def own_variables(layer: Any, trainable: bool = True) -> list:
+    """The variables ``layer`` created itself, not its sublayers': ``Layer._trainable_variables``
+    (or ``_non_trainable_variables``), Keras 3.0-3.15. A layer frozen with ``trainable=False``
+    lists its weights as non-trainable."""
+    if not layer.trainable:
+        return [] if trainable else list(layer._trainable_variables) + list(
+            layer._non_trainable_variables)
+    return list(layer._trainable_variables if trainable else layer._non_trainable_variables)

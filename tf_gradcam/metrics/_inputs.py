@@ -6,11 +6,13 @@ batches for class probabilities, resolving the classes to score, baselines.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterator, Sequence, Union
+import weakref
+from typing import Any, Callable, Hashable, Iterator, Sequence, Union
 
 import cv2
 import keras
 import numpy as np
+import tensorflow as tf
 
 from tf_gradcam.choose import targets as targets_lib
 from tf_gradcam.engine import checks
@@ -21,6 +23,11 @@ BLUR_KERNEL, BLUR_SIGMA = 11, 5.0
 
 Baseline = Union[float, str, np.ndarray]
 TargetsLike = Union[None, int, Sequence[int], np.ndarray]
+
+# Compiled metric steps, per model (by id, dropped when the model is collected: the steps hold
+# the model only through a weak reference) and per key: calling a metric again on the same
+# model reuses its trace.
+_STEPS: dict[int, dict[Hashable, Callable]] = {}
 
 
 class Scorer:
@@ -78,6 +85,70 @@ class Scorer:
             idx = np.arange(start, min(start + self.batch_size, n))
             yield idx, self(make(idx))
 
+    def decide(self, sample: np.ndarray) -> None:
+        """Settle ``apply_softmax="auto"`` on real inputs (the first batch of ``sample``), so
+        that a compiled step (:meth:`compile`) knows whether to apply a softmax."""
+        if self.softmax is None or self.num_classes is None:
+            self(sample[: self.batch_size])
+
+    def compile(
+        self, build: Callable[..., tuple[tf.Tensor, dict]], key: Hashable = None
+    ) -> Callable[..., tuple[np.ndarray, dict]]:
+        """One compiled step: ``run(*arrays) -> (probabilities [B, C] float64, aux)``.
+
+        ``build(*tensors) -> (images [B, ...], aux dict of tensors)`` makes the perturbed batch
+        in-graph; a ``keras.Model`` then runs on it inside the same ``tf.function`` (its
+        probabilities taken as :meth:`__call__` takes them), any other callable on the host.
+        Call :meth:`decide` first. Traced once per input signature (``reduce_retracing``: a
+        smaller last chunk makes the batch axis unknown once, not once per size). With a
+        ``key`` (every static choice ``build`` depends on), the step is kept for the model and
+        reused by later calls with the same key.
+        """
+        if self.softmax is None:
+            raise RuntimeError("Scorer.decide() must run before Scorer.compile().")
+        in_graph = isinstance(self.model, keras.Model)
+        step = None
+        cache: dict[Hashable, Callable] = {}
+        if in_graph and key is not None:
+            if id(self.model) not in _STEPS:
+                _STEPS[id(self.model)] = {}
+                weakref.finalize(self.model, _STEPS.pop, id(self.model), None)
+            cache = _STEPS[id(self.model)]
+            step = cache.get((key, self.softmax))
+        if step is None:
+            step = _make_step(build, weakref.ref(self.model) if in_graph else None,
+                              bool(self.softmax))
+            if in_graph and key is not None:
+                cache[(key, self.softmax)] = step
+
+        def run(*arrays: Any) -> tuple[np.ndarray, dict]:
+            out, aux = step(*arrays)
+            aux = {k: v.numpy() for k, v in aux.items()}
+            if in_graph:
+                return out.numpy(), aux
+            return self(out.numpy()), aux
+
+        return run
+
+
+def _make_step(build: Callable, model_ref: Any, softmax: bool) -> Callable:
+    @tf.function(reduce_retracing=True)
+    def step(*args):
+        x, aux = build(*args)
+        if model_ref is None:  # a plain callable: scored on the host
+            return x, aux
+        model = model_ref()
+        out = model(x, training=False)
+        if isinstance(out, (list, tuple, dict)) or out.shape.rank != 2:
+            raise ValueError(
+                "The metrics need a model with one [N, classes] output; this one returns "
+                f"{type(out).__name__} {getattr(out, 'shape', '')}."
+            )
+        out = tf.cast(out, tf.float64)
+        return (tf.nn.softmax(out, axis=-1) if softmax else out), aux
+
+    return step
+
 
 def ends_in_squashing(model: Any) -> bool:
     """Whether the model's output goes through a softmax/sigmoid layer or activation."""
@@ -113,6 +184,21 @@ def resolve_targets(
                          f"{arr.shape}.")
     if (arr < 0).any():
         raise ValueError(f"Class index {int(arr[arr < 0][0])} is negative.")
+    return arr.astype(np.int64)
+
+
+def labels_or_top(labels: Any, scorer: Scorer, images: np.ndarray, what: str) -> np.ndarray:
+    """``[N] int64``: the ground-truth ``labels`` if given, else each image's top class."""
+    if labels is None:
+        return resolve_targets(None, None, scorer, images)
+    arr = np.asarray(labels.numpy() if hasattr(labels, "numpy") else labels)
+    if arr.shape != (len(images),) or not (
+        np.issubdtype(arr.dtype, np.integer) or (arr.dtype.kind == "f" and (arr % 1 == 0).all())
+    ):
+        raise ValueError(
+            f"{what} must be [N] = [{len(images)}] integer class indices, got shape {arr.shape} "
+            f"and dtype {arr.dtype}."
+        )
     return arr.astype(np.int64)
 
 
@@ -212,3 +298,45 @@ def baseline_fn(
     return lambda i: one
 
 
+
+
+# ----------------------------------------------------------------- shared by the new metrics
+def pixel_ranks(hms: np.ndarray) -> np.ndarray:
+    """``[N, P] int64``: each pixel's place in its map's saliency order (0 = most salient),
+    ties broken in raster order (a stable sort of ``-map``), the order :func:`deletion_curve`
+    removes pixels in."""
+    flat = hms.reshape(len(hms), -1)
+    order = np.argsort(-flat, axis=1, kind="stable")
+    ranks = np.empty_like(order)
+    np.put_along_axis(ranks, order, np.arange(flat.shape[1])[None], axis=1)
+    return ranks
+
+
+def row_seeds(seed: int, tag: int, rows: np.ndarray) -> np.ndarray:
+    """``[B, 2] int64`` stateless-RNG seeds: one stream per ``(seed, tag, row)``, so that a
+    metric's random draws do not depend on ``batch_size`` or on how the rows are chunked."""
+    base = int(np.random.SeedSequence([int(seed), int(tag)]).generate_state(1)[0])
+    return np.stack([np.full(len(rows), base, np.int64), np.asarray(rows, np.int64)], axis=1)
+
+
+def per_row(fn: Callable[[tf.Tensor], tf.Tensor], seeds: tf.Tensor, dtype: tf.DType) -> tf.Tensor:
+    """``fn(seed [2]) -> [...]`` for every row's seed, stacked: ``[B, ...]`` (in-graph)."""
+    return tf.map_fn(fn, seeds, fn_output_signature=dtype)
+
+
+def check_seed(seed: Any) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be an int >= 0, got {seed!r}.")
+    return int(seed)
+
+
+def check_verbose(verbose: Any) -> int:
+    if verbose not in (0, 1, 2):
+        raise ValueError(f"verbose must be 0 (silent), 1 (a progress bar) or 2 (one line at "
+                         f"the end), got {verbose!r}.")
+    return int(verbose)
+
+
+def progress(total: int, verbose: int, unit: str = "image") -> keras.utils.Progbar:
+    """A ``keras.utils.Progbar`` over ``total`` items (prints nothing at ``verbose=0``)."""
+    return keras.utils.Progbar(total, verbose=check_verbose(verbose), unit_name=unit)

@@ -4,6 +4,7 @@ the class probability on the explanation map ``image * heatmap`` against the ima
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
@@ -17,6 +18,49 @@ from tf_gradcam.metrics._inputs import (
     images_and_maps,
     resolve_targets,
 )
+
+
+@dataclass
+class ConfidenceScores:
+    """The target probability of ``N`` images and of their explanation maps ``image * heatmap``.
+
+    Attributes:
+        original: ``[N] float64`` ``Y^c`` on the images.
+        masked: ``[N] float64`` ``O^c`` on the explanation maps.
+        targets: ``[N] int64`` the class scored.
+    """
+
+    original: np.ndarray
+    masked: np.ndarray
+    targets: np.ndarray
+
+    @property
+    def drops(self) -> np.ndarray:
+        """``[N]`` per-image drop in percent, ``100 max(0, Y - O) / Y`` (0 where ``Y = 0``);
+        their mean is :func:`average_drop`."""
+        y, o = self.original, self.masked
+        return 100.0 * np.where(y > 0, np.maximum(0.0, y - o) / np.where(y > 0, y, 1.0), 0.0)
+
+    @property
+    def increases(self) -> np.ndarray:
+        """``[N] bool`` whether the probability rose (``Y < O``); their mean times 100 is
+        :func:`increase_in_confidence`."""
+        return self.original < self.masked
+
+
+def confidence_scores(
+    model: Callable,
+    images: Any,
+    heatmaps: Any,
+    targets: TargetsLike = None,
+    *,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    apply_softmax: bool | str = "auto",
+) -> ConfidenceScores:
+    """The per-image numbers behind :func:`average_drop` and :func:`increase_in_confidence`
+    (arguments as :func:`average_drop`)."""
+    y, o, chosen = _confidence_pair(model, images, heatmaps, targets, batch_size, apply_softmax)
+    return ConfidenceScores(original=y, masked=o, targets=chosen)
 
 
 def average_drop(
@@ -45,10 +89,9 @@ def average_drop(
     Returns:
         A float in ``[0, 100]``.
     """
-    y, o = _confidence_pair(model, images, heatmaps, targets, batch_size, apply_softmax)
-    drop = np.maximum(0.0, y - o)
-    ratio = np.where(y > 0, drop / np.where(y > 0, y, 1.0), 0.0)
-    return float(100.0 * np.mean(ratio))
+    scores = confidence_scores(model, images, heatmaps, targets, batch_size=batch_size,
+                               apply_softmax=apply_softmax)
+    return float(np.mean(scores.drops))
 
 
 def increase_in_confidence(
@@ -71,12 +114,14 @@ def increase_in_confidence(
     Returns:
         A float in ``[0, 100]``.
     """
-    y, o = _confidence_pair(model, images, heatmaps, targets, batch_size, apply_softmax)
-    return float(100.0 * np.mean(y < o))
+    scores = confidence_scores(model, images, heatmaps, targets, batch_size=batch_size,
+                               apply_softmax=apply_softmax)
+    return float(100.0 * np.mean(scores.increases))
 
 
 def _confidence_pair(model, images, heatmaps, targets, batch_size, apply_softmax):
-    """``(Y [N], O [N])``: target probabilities on the images and on ``image * heatmap``."""
+    """``(Y [N], O [N], targets [N])``: target probabilities on the images and on
+    ``image * heatmap``."""
     expl_targets = explanation_targets(heatmaps)
     imgs, hms, channel = images_and_maps(images, heatmaps)
     lo, hi = (float(hms.min()), float(hms.max())) if hms.size else (0.0, 0.0)
@@ -95,6 +140,6 @@ def _confidence_pair(model, images, heatmaps, targets, batch_size, apply_softmax
         for idx, probs in scorer.batches(n, make):
             check_classes(chosen, scorer.num_classes)
             dest[idx] = probs[np.arange(len(idx)), chosen[idx]]
-    return y, o
+    return y, o, chosen
 
 

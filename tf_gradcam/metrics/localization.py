@@ -74,6 +74,31 @@ def localization_accuracy(
     return float(np.mean(box_iou(boxes, gt) >= iou))
 
 
+def mask_iou(
+    heatmaps: Any, gt_masks: Any, threshold: float = localize.DEFAULT_THRESHOLD
+) -> np.ndarray:
+    """``[N] float64``: IoU of each map's region above ``threshold * max`` with its object mask.
+
+    The region is :func:`tf_gradcam.localize.masks` (every pixel with ``value >= threshold *
+    max`` and ``value > 0``, not only the largest segment), the Grad-CAM paper's 15 % by
+    default. An empty region and an empty mask have IoU 0.
+
+    Args:
+        heatmaps: ``[N, H, W]`` maps (or an Explanation).
+        gt_masks: ``[N, H, W] bool`` object masks (:func:`tf_gradcam.data.make_shapes`'s).
+        threshold: fraction of each map's maximum, in ``[0, 1]``.
+    """
+    region = localize.masks(heatmaps, threshold)
+    gt = np.asarray(gt_masks.numpy() if hasattr(gt_masks, "numpy") else gt_masks)
+    if gt.shape != region.shape:
+        raise ValueError(f"gt_masks must be [N, H, W] = {region.shape}, got shape {gt.shape}.")
+    gt = gt.astype(bool)
+    n = len(region)
+    inter = (region & gt).reshape(n, -1).sum(axis=1)
+    union = (region | gt).reshape(n, -1).sum(axis=1)
+    return np.where(union > 0, inter / np.maximum(union, 1), 0.0)
+
+
 def pointing_hits(
     heatmaps: Any, ground_truth: Any, tolerance: float = POINTING_TOLERANCE
 ) -> np.ndarray:
