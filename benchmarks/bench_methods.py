@@ -91,8 +91,9 @@ def main(argv=None) -> int:
     methods = sorted(tfg.METHODS) if args.methods == ["all"] else args.methods
     xla_modes = {"off": [False], "on": [True], "both": [False, True]}[args.xla]
 
-    print(f"# tf_gradcam {tfg.__version__} | TensorFlow {tf.__version__} | Keras {keras.__version__}"
-          f" | Python {platform.python_version()} | {platform.machine()} | "
+    print(f"# tf_gradcam {tfg.__version__} | TensorFlow {tf.__version__} | "
+          f"Keras {keras.__version__} | Python {platform.python_version()} | "
+          f"{platform.machine()} | "
           f"{os.cpu_count()} CPU cores | devices: "
           f"{', '.join(d.device_type for d in tf.config.list_logical_devices())}")
     print(f"# input {args.size}x{args.size}x3, weights=None, median of {args.repeats} runs, "
@@ -120,7 +121,8 @@ def main(argv=None) -> int:
                     runners[name] = (lambda e=explainer: e(x, batch_size=batch))
                     runners_chunk[name] = getattr(explainer, "batch_size", 1)
                 if args.peer and not xla:
-                    runners["keras-io"] = (lambda r=keras_io_recipe(model, layer): r(xt))
+                    recipe = keras_io_recipe(model, layer)
+                    runners["keras-io"] = (lambda r=recipe: r(xt))
                 for run in runners.values():
                     run()  # trace and compile outside the timing
                 t_inf = median_time(lambda: infer(xt).numpy(), args.repeats)
@@ -137,11 +139,13 @@ def main(argv=None) -> int:
                         xc = tf.constant(rng.random((chunk,) + x.shape[1:], dtype=np.float32))
                         per_image = median_time(lambda: infer(xc).numpy(), args.repeats) / chunk
                         note = (f"floor K={channels} passes: {t / (channels * per_image):.2f}x "
-                                f"(at batch {chunk}); {t / (channels * infer_one):.2f}x (at batch 1)")
+                                f"(at batch {chunk}); {t / (channels * infer_one):.2f}x "
+                                "(at batch 1)")
                     print(f"{model_name:<12} {batch:>5} {'on' if xla else 'off':>4} {name:<16} "
                           f"{t * 1e3:>10.1f} {t * 1e3 / batch:>9.2f} {t / t_inf:>8.2f}  {note}")
-                print(f"{model_name:<12} {batch:>5} {'on' if xla else 'off':>4} {'(inference)':<16} "
-                      f"{t_inf * 1e3:>10.1f} {t_inf * 1e3 / batch:>9.2f} {1.0:>8.2f}")
+                print(f"{model_name:<12} {batch:>5} {'on' if xla else 'off':>4} "
+                      f"{'(inference)':<16} {t_inf * 1e3:>10.1f} {t_inf * 1e3 / batch:>9.2f} "
+                      f"{1.0:>8.2f}")
                 sys.stdout.flush()
     return 0
 
