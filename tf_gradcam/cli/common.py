@@ -206,8 +206,9 @@ def load_model(path: str, custom: Sequence[str] = (), verbose: bool = False):
     except Exception as exc:  # Keras raises many types for a bad file; all mean the same here
         text = one_line(exc)
         hint = ""
-        if not custom and any(k in text for k in ("Could not locate", "Unknown layer",
-                                                  "custom", "register_keras_serializable")):
+        if not custom and any(k in text for k in (
+                "Could not locate", "Unknown", "custom", "register_keras_serializable",
+                "deserializ", "Could not interpret")):
             hint = (" If the model has custom layers or functions, pass the module that "
                     "defines them: --custom-objects my_layers.py")
         raise CLIError(f"could not load model {path}: {text}{hint}") from None
