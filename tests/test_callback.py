@@ -579,3 +579,57 @@ def test_log_heatmaps_recreates_a_removed_log_dir(tmp_path):
     tfg.log_heatmaps(log_dir, x, result, step=1)
     steps = {s for by_step in read_images(str(log_dir)).values() for s in by_step}
     assert steps == {1}
+
+
+# ---------------------------------------------------------------------- captions and GIFs
+@pytest.mark.parametrize("width", [4, 8, 16, 32, 64, 240])
+def test_frames_of_identical_maps_stay_distinct_at_any_width(tmp_path, width, monkeypatch):
+    # An all-zero map at epochs 0 and 1 (a class not learned yet) gives identical overlays; only
+    # the caption tells the frames apart, and Pillow merges identical consecutive GIF frames. The
+    # caption is drawn in a NumPy bitmap font, so OpenCV's text (whose metrics differ between
+    # 4.x and 5.0) is never asked.
+    import cv2
+    from PIL import Image
+
+    from tf_gradcam.training import _images
+
+    def no_opencv_text(*args, **kwargs):
+        raise AssertionError("captions must not depend on OpenCV's fonts")
+
+    monkeypatch.setattr(cv2, "putText", no_opencv_text)
+    monkeypatch.setattr(cv2, "getTextSize", no_opencv_text)
+    picture = np.full((width, width, 3), 90, np.uint8)
+    epochs = 12
+    captions = [(f"epoch {e}: cross", picture) for e in range(epochs)]
+    _images.write_animations({(0, "cross"): captions}, str(tmp_path), 1, ["gif", "grid"], 100)
+    with Image.open(tmp_path / "probe_00_cross.gif") as gif:
+        assert gif.n_frames == epochs
+        frames = []
+        for i in range(epochs):
+            gif.seek(i)
+            frames.append(np.asarray(gif.convert("RGB")))
+    assert frames[0].shape[1] == width and frames[0].shape[0] > width
+    for a, b in zip(frames, frames[1:]):
+        assert (a != b).any()
+    grid = cv2.imread(str(tmp_path / "probe_00_cross_epochs.png"))
+    assert grid.shape[1] == 10 * width + 9 * _images.GAP
+
+
+def test_caption_font_is_fixed_pixels():
+    from tf_gradcam.training import _font
+    from tf_gradcam.training._images import caption_strips
+
+    ink = _font.render("epoch 10", 1)
+    assert ink.shape == (_font.GLYPH_H, _font.text_width("epoch 10"))
+    np.testing.assert_array_equal(ink, _font.render("EPOCH 10", 1))  # capitals for lower case
+    assert _font.render("é", 1).tobytes() == _font.render("?", 1).tobytes()
+    assert _font.render("ab", 3).shape == (15, 21)
+    # Too long for one line: wrapped at the space, never cut.
+    scale, lines = _font.layout(["epoch 10", "epoch 9"], 24)
+    assert scale == 1 and lines == [["epoch", "10"], ["epoch", "9"]]
+    assert _font.layout(["a longword"], 13)[1] == [["a", "lon", "gwo", "rd"]]
+    strips = caption_strips(["epoch 9", "epoch 10"], 32)
+    assert strips[0].shape == strips[1].shape and strips[0].dtype == np.uint8
+    assert set(np.unique(strips[0])) == {0, 255}
+    # Wide images get larger letters.
+    assert _font.layout(["epoch 1"], 400)[0] == 5

@@ -158,3 +158,40 @@ def test_shapes_dataset_batches() -> None:
     one_hot = next(iter(shapes_dataset(ref, batch_size=10, one_hot=True).as_numpy_iterator()))[1]
     np.testing.assert_array_equal(one_hot.argmax(1), ref.labels)
     assert one_hot.dtype == np.float32
+
+
+def test_the_generator_draws_without_opencv() -> None:
+    # OpenCV's anti-aliased lines and bicubic resizing change between releases (4.11 and 5.0
+    # differ by whole pixel values on the stripes), so the generator draws in NumPy alone.
+    import os
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.modules['cv2'] = None\n"  # any cv2 import would now fail
+            "from tf_gradcam.data.shapes import make_shapes\n"
+            "d = make_shapes(6, seed=1); print(d.images.shape)\n")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120, env={**os.environ, "PYTHONPATH": root})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "(6, 64, 64, 3)"
+
+
+@pytest.mark.parametrize("kwargs, digest, total, pixel", [
+    (dict(n=40, seed=5), "ed1f2a97c874721e", 250206.27258618164,
+     [0.3068543076515198, 0.5008053183555603, 0.6349537372589111]),
+    (dict(n=24, size=32, classes=("star", "cross"), seed=6, clutter=False), "d51f5222dab8813f",
+     38597.03915935848, [0.5097042322158813, 0.611272931098938, 0.4602418839931488]),
+])
+def test_the_same_seed_gives_the_same_data_on_every_install(kwargs, digest, total, pixel) -> None:
+    # Pinned once; .ci/run checks them on the newest stack and on the floor (numpy 1,
+    # OpenCV 4.11). Labels, boxes and masks are exact; the images to float rounding (exp and
+    # sums may differ in the last bits between numpy builds).
+    import hashlib
+
+    d = make_shapes(**kwargs)
+    found = hashlib.sha256(d.labels.tobytes() + d.boxes.astype("<i8").tobytes()
+                           + np.packbits(d.masks).tobytes()).hexdigest()[:16]
+    assert found == digest
+    assert float(d.images.astype(np.float64).sum()) == pytest.approx(total, rel=1e-6)
+    np.testing.assert_allclose(d.images[3, 10, 20], pixel, atol=1e-5)

@@ -235,4 +235,6 @@ def test_new_kinds_of_targets_leave_the_model_untouched(residual, siamese, rng):
         assert [len(lyr._inbound_nodes) for lyr in layers] == before["nodes"]
         for lyr, attrs in zip(layers, before["dicts"]):
             assert vars(lyr).keys() == attrs.keys()
-            assert all(vars(lyr)[k] is v for k, v in attrs.items()), lyr.name
+            # Keras' own predict() (the thread's) sets model.history anew on Keras 3.8.
+            changed = [k for k, v in attrs.items() if vars(lyr)[k] is not v and k != "history"]
+            assert not changed, (lyr.name, changed)

@@ -14,6 +14,11 @@ from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
 
+from tf_gradcam._install import require_tensorflow  # noqa: E402
+
+# No TensorFlow at all: say what to install now, not at the first name (nothing is imported).
+require_tensorflow()
+
 # name -> (module, attribute); attribute None: the module itself.
 _PUBLIC = {
     "explain": ("tf_gradcam.api", "explain"),
@@ -41,7 +46,6 @@ _PUBLIC = {
     "GradCAMCallback": ("tf_gradcam.training", "GradCAMCallback"),
     "log_heatmaps": ("tf_gradcam.training", "log_heatmaps"),
 }
-
 
 
 def _methods() -> dict:

@@ -121,7 +121,14 @@ def class_indices(targets: Any, n: int | None, num_classes: int | None) -> np.nd
     if isinstance(targets, (int, np.integer)):
         idx = np.full((1 if n is None else n,), int(targets), np.int64)
     else:
-        idx = np.asarray(targets)
+        try:
+            idx = np.asarray(targets)
+        except (ValueError, TypeError):  # ragged or nested: NumPy's own message names no argument
+            shown = repr(targets)
+            shown = shown if len(shown) <= 80 else shown[:77] + "..."
+            raise ValueError(
+                f"targets must be {FORMS}; got {shown}, which is not a rectangular array of "
+                "class indices.") from None
         integral = np.issubdtype(idx.dtype, np.integer) or idx.size == 0
         if idx.ndim not in (1, 2) or not integral:
             hint = ""

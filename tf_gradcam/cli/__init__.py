@@ -1,9 +1,11 @@
 """The ``tf-gradcam`` command: ``demo``, ``explain``, ``layers`` and ``evaluate``, one module each.
 
 TensorFlow is imported inside the subcommands, after the arguments and files have been
-checked, so mistakes are reported at once. Expected failures (a missing file, a model that
+checked, so mistakes are reported at once, and quietly: its start-up lines (CUDA probing,
+oneDNN, absl) are hidden unless ``--verbose``. Expected failures (a missing file, a model that
 does not load, an unknown layer) print one ``tf-gradcam: error: ...`` line on stderr and
-return exit code 2, like argparse's own usage errors.
+return exit code 2, like argparse's own usage errors; warnings are ``tf-gradcam: warning: ...``
+lines. Exit code 1: the run went on past a bad input (an unreadable image) and did the rest.
 
 A subcommand is a module here with ``add_parser(subparsers)`` and ``run(args) -> int``,
 listed in :data:`COMMANDS`.
@@ -41,7 +43,8 @@ def _build_parser() -> tuple[argparse.ArgumentParser, dict]:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line with ``argv`` (default ``sys.argv[1:]``); return the exit code.
 
-    0 on success, 2 on a usage error or an expected failure (message on stderr).
+    0 on success, 1 when some inputs were skipped (each one warned about), 2 on a usage error
+    or an expected failure (message on stderr).
     """
     parser, modules = _build_parser()
     try:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from tf_gradcam.cli.common import EXIT_OK, CLIError, one_line, quiet_tensorflow
+from tf_gradcam.cli.common import (
+    EXIT_OK, CLIError, Warnings, add_common_options, import_tensorflow, one_line,
+)
 
 
 def add_parser(sub) -> None:
@@ -22,6 +24,7 @@ def add_parser(sub) -> None:
     demo.add_argument("--n-train", type=int, default=3000,
                       help="training images (default: %(default)s)")
     demo.add_argument("--quiet", action="store_true", help="print nothing")
+    add_common_options(demo, custom_objects=False)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -29,12 +32,13 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(f"--epochs must be >= 1, got {args.epochs}")
     if args.n_train < 1:
         raise CLIError(f"--n-train must be >= 1, got {args.n_train}")
-    quiet_tensorflow()
-    from tf_gradcam.demo import run_demo
+    with Warnings(args.verbose):
+        import_tensorflow(args.verbose)
+        from tf_gradcam.demo import run_demo
 
-    try:
-        run_demo(args.out, epochs=args.epochs, seed=args.seed, n_train=args.n_train,
-                 verbose=0 if args.quiet else 1)
-    except OSError as exc:
-        raise CLIError(one_line(exc)) from None
+        try:
+            run_demo(args.out, epochs=args.epochs, seed=args.seed, n_train=args.n_train,
+                     verbose=0 if args.quiet else 1)
+        except OSError as exc:
+            raise CLIError(one_line(exc)) from None
     return EXIT_OK

@@ -1,14 +1,29 @@
-"""``tf-gradcam explain MODEL IMAGE...``: one overlay PNG per image."""
+"""``tf-gradcam explain MODEL IMAGE...``: one overlay PNG per image.
+
+IMAGE may be a file, a directory (its image files, sorted) or a glob pattern (``"imgs/*.jpg"``,
+``"data/**/*.png"``), quoted so that the shell leaves it alone. An image that cannot be decoded
+is skipped with a warning; the others are explained, and the exit code is then 1.
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import glob
 import os
+import sys
+import warnings
 from typing import Sequence
 
 from tf_gradcam.cli.common import (
-    EXIT_OK, CLIError, load_model, one_line, require_file,
+    EXIT_OK, EXIT_PARTIAL, CLIError, Warnings, add_common_options, load_model, one_line,
+    require_file, warn,
 )
+
+#: File name endings read from a directory (what OpenCV's imread decodes).
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".jpe", ".bmp", ".dib", ".tif", ".tiff", ".webp",
+                  ".ppm", ".pgm", ".pbm", ".pnm", ".pxm", ".jp2", ".sr", ".ras", ".exr", ".hdr",
+                  ".pic", ".avif")
 
 
 def add_parser(sub) -> None:
@@ -16,16 +31,25 @@ def add_parser(sub) -> None:
         "explain",
         help="explain images with a saved .keras model and write overlays",
         description="Load a .keras model and images, explain each image and write one "
-        "overlay PNG per image. Prints: image path, target class, score, overlay path.",
+        "overlay PNG per image. Prints one line per image, tab-separated: the image path, "
+        "layer=<explained layer>, target=<class index>, class=<name> (with --class-names), "
+        "score=<the score explained, in full float32 precision>, the overlay path. An image "
+        "that cannot be read is skipped with a warning, and the exit code is then 1.",
     )
     explain.add_argument("model", metavar="MODEL", help="a model saved with model.save('x.keras')")
-    explain.add_argument("images", metavar="IMAGE", nargs="+", help="image files (PNG, JPEG, ...)")
+    explain.add_argument("images", metavar="IMAGE", nargs="+",
+                         help="image files, directories (their image files) or quoted glob "
+                         "patterns such as 'photos/*.jpg' ('**' descends into folders)")
     explain.add_argument("--layer", default=None,
                          help="layer name or 'outer/inner' path (default: the last spatial layer; "
                          "see 'tf-gradcam layers MODEL')")
     explain.add_argument("--method", default="gradcam", help="method name (default: %(default)s)")
-    explain.add_argument("--target", type=int, default=None,
-                         help="class index to explain for every image (default: each top class)")
+    explain.add_argument("--target", default=None,
+                         help="class to explain for every image: an index, or a name from "
+                         "--class-names (default: each image's top class)")
+    explain.add_argument("--class-names", default=None, metavar="FILE",
+                         help="a text file with one class name per line, line i naming class i; "
+                         "the names are printed beside the class indices")
     explain.add_argument("--score", choices=("logits", "probabilities"), default=None,
                          help="explain the pre-softmax score or the model's output "
                          "(default: the method's default, logits)")
@@ -38,22 +62,88 @@ def add_parser(sub) -> None:
     explain.add_argument("--raw-pixels", action="store_true",
                          help="feed pixel values in [0, 255] instead of scaling to [0, 1] "
                          "(for models that rescale or preprocess inside)")
+    explain.add_argument("--batch-size", type=int, default=32,
+                         help="images read and explained at a time (default: %(default)s)")
+    add_common_options(explain)
 
 
-def _read_images(paths: Sequence[str], channels: int):
-    """RGB (or grey) uint8 images as loaded, before any resizing."""
+# ------------------------------------------------------------------ arguments
+def _is_pattern(text: str) -> bool:
+    return any(ch in text for ch in "*?[")
+
+
+def expand_images(args: Sequence[str]) -> list[str]:
+    """The image files named by ``args``: files as given, a directory's image files (sorted,
+    not descending into subfolders), a glob pattern's matches (sorted). A missing file, or a
+    directory or pattern that names no image, is an error."""
+    paths: list[str] = []
+    for arg in args:
+        if os.path.isdir(arg):
+            found = sorted(os.path.join(arg, name) for name in os.listdir(arg)
+                           if name.lower().endswith(IMAGE_SUFFIXES)
+                           and os.path.isfile(os.path.join(arg, name)))
+            if not found:
+                raise CLIError(f"directory {arg} holds no image file "
+                               f"({', '.join(IMAGE_SUFFIXES[:4])}, ...)")
+            paths += found
+        elif not os.path.exists(arg) and _is_pattern(arg):
+            found = sorted(p for p in glob.glob(arg, recursive=True) if os.path.isfile(p))
+            if not found:
+                raise CLIError(f"no file matches {arg}")
+            paths += found
+        else:
+            require_file(arg, "image")
+            paths.append(arg)
+    return paths
+
+
+def read_class_names(path: str) -> list[str]:
+    require_file(path, "class names file")
+    try:
+        with open(path, encoding="utf-8") as f:
+            names = [line.strip() for line in f.read().splitlines()]
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CLIError(f"could not read class names {path}: {one_line(exc)}") from None
+    while names and not names[-1]:
+        names.pop()  # a trailing blank line names no class
+    if not names:
+        raise CLIError(f"class names file {path} is empty (one name per line)")
+    return names
+
+
+def _target(text: str | None, names: list[str] | None) -> int | None:
+    if text is None:
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    if names is None:
+        raise CLIError(f"--target {text!r} is not a class index (pass --class-names to name "
+                       "classes)")
+    if text not in names:
+        shown = ", ".join(names[:10]) + (", ..." if len(names) > 10 else "")
+        raise CLIError(f"--target {text!r} is not one of the class names ({shown})")
+    return names.index(text)
+
+
+# ------------------------------------------------------------------ images
+def _read_image(path: str, channels: int):
+    """RGB (or grey) uint8 image as loaded, or ``None`` when it cannot be decoded."""
     import cv2
+    import numpy as np
 
+    try:
+        data = np.fromfile(path, np.uint8)  # imdecode: any path encoding, and no crash on dirs
+    except OSError:
+        return None
     flag = cv2.IMREAD_GRAYSCALE if channels == 1 else cv2.IMREAD_COLOR
-    images = []
-    for path in paths:
-        img = cv2.imread(path, flag)
-        if img is None:
-            raise CLIError(f"could not read image {path} (not an image OpenCV can decode)")
-        if channels == 3:
-            img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-        images.append(img)
-    return images
+    img = cv2.imdecode(data, flag) if data.size else None
+    if img is None:
+        return None
+    if channels == 3:
+        img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    return img
 
 
 def _output_names(paths: Sequence[str], method: str) -> list[str]:
@@ -69,13 +159,25 @@ def _output_names(paths: Sequence[str], method: str) -> list[str]:
     return names
 
 
+def _score_text(score) -> str:
+    """The score in full float32 precision: the shortest text that reads back as the same
+    float32 (``3.2671893``, ``1.5e-08``), never rounded to ``0.0000``."""
+    import numpy as np
+
+    return str(np.float32(score))
+
+
+# ------------------------------------------------------------------ run
 def run(args: argparse.Namespace) -> int:
     # Check everything that needs no TensorFlow first, so mistakes cost no start-up time.
     if not 0.0 <= args.alpha <= 1.0:
         raise CLIError(f"--alpha must be in [0, 1], got {args.alpha}")
+    if args.batch_size < 1:
+        raise CLIError(f"--batch-size must be >= 1, got {args.batch_size}")
     require_file(args.model, "model file")
-    for path in args.images:
-        require_file(path, "image")
+    paths = expand_images(args.images)
+    names = read_class_names(args.class_names) if args.class_names else None
+    target = _target(args.target, names)
     from tf_gradcam.render.overlay import get_colormap
 
     try:
@@ -83,7 +185,13 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise CLIError(str(exc)) from None
 
-    model = load_model(args.model)
+    with Warnings(args.verbose):
+        return _explain(args, paths, names, target)
+
+
+def _explain(args: argparse.Namespace, paths: list[str], names: list[str] | None,
+             target: int | None) -> int:
+    model = load_model(args.model, args.custom_objects, args.verbose)
     import cv2
     import numpy as np
     import tensorflow as tf
@@ -106,40 +214,87 @@ def run(args: argparse.Namespace) -> int:
             f"{list(shape)}. Use the Python API (tfg.explain) for other inputs."
         )
     _, height, width, channels = shape
-    originals = _read_images(args.images, channels)
-    if height is None or width is None:
-        # A model that accepts any size still needs one batch of equal sizes.
-        height, width = originals[0].shape[:2]
-    resized = []
-    for img in originals:
-        if img.shape[:2] != (height, width):
-            shrinking = img.shape[0] > height or img.shape[1] > width
-            img = cv2.resize(img, (width, height),
-                             interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
-        resized.append(img.reshape(height, width, channels))
-    batch = np.stack(resized).astype(np.float32)
-    if not args.raw_pixels:
-        batch /= 255.0
-
     options = {} if args.score is None else {"score": args.score}
     try:
-        result = tfg.explain(model, batch, args.target, method=method_cls.name, layer=args.layer,
-                             **options)
-    except (ValueError, TypeError, tf.errors.OpError) as exc:  # unknown layer, bad target, ...
+        explainer = method_cls(model, args.layer, **options)
+    except (ValueError, TypeError) as exc:  # unknown layer, option the method lacks, ...
         raise CLIError(one_line(exc)) from None
+    classes = explainer.num_classes
+    if names is not None and classes is not None and classes != len(names):
+        warn(f"{args.class_names} names {len(names)} classes, but the model has {classes}")
+    if target is not None and classes is not None and not 0 <= target < classes:
+        raise CLIError(f"--target {target} is not a class of the model (0 to {classes - 1})")
+    pixels = explainer.checker.expect[0].pixels
+    if pixels is not None and not args.raw_pixels:
+        layer, what = pixels
+        print(f"tf-gradcam: hint: the model rescales its input inside (layer {layer!r}: {what}), "
+              "so it expects pixel values in [0, 255]; pass --raw-pixels to feed them as read "
+              "(without it, pixels are scaled to [0, 1] first)", file=sys.stderr)
 
     try:
         os.makedirs(args.out, exist_ok=True)
     except OSError as exc:
         raise CLIError(f"cannot create output directory {args.out}: {one_line(exc)}") from None
-    for path, name, original, heat, target, score in zip(
-        args.images, _output_names(args.images, method_cls.name), originals,
-        result.heatmaps, result.targets, result.scores,
-    ):
-        # Draw on the image as loaded (full resolution); overlay resizes the heatmap.
-        picture = overlay(original, heat, colormap=args.colormap, alpha=args.alpha)
-        out_path = os.path.join(args.out, name)
-        if not cv2.imwrite(out_path, np.ascontiguousarray(picture[..., ::-1])):
-            raise CLIError(f"could not write {out_path}")
-        print(f"{path}\ttarget={int(target)}\tscore={float(score):.4f}\t{out_path}")
+    outputs = _output_names(paths, method_cls.name)
+    layer_name = explainer.layer_names or "(input)"
+    skipped = []
+    for start in range(0, len(paths), args.batch_size):
+        chunk, originals = [], []
+        for index in range(start, min(start + args.batch_size, len(paths))):
+            img = _read_image(paths[index], channels)
+            if img is None:
+                warn(f"could not read image {paths[index]} (not an image OpenCV can decode); "
+                     "skipped")
+                skipped.append(paths[index])
+                continue
+            chunk.append(index)
+            originals.append(img)
+        if not chunk:
+            continue
+        if height is None or width is None:
+            # A model that accepts any size still needs one batch of equal sizes: the first
+            # image read sets it.
+            height, width = originals[0].shape[:2]
+        resized = []
+        for img in originals:
+            if img.shape[:2] != (height, width):
+                shrinking = img.shape[0] > height or img.shape[1] > width
+                img = cv2.resize(img, (width, height),
+                                 interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+            resized.append(img.reshape(height, width, channels))
+        batch = np.stack(resized).astype(np.float32)
+        if not args.raw_pixels:
+            batch /= 255.0
+        try:
+            with _without_the_range_warning(pixels is not None and not args.raw_pixels):
+                result = explainer(batch, target)
+        except (ValueError, TypeError, tf.errors.OpError) as exc:  # bad target, ...
+            raise CLIError(one_line(exc)) from None
+        for index, original, heat, cls, score in zip(
+                chunk, originals, result.heatmaps, result.targets, result.scores):
+            # Draw on the image as loaded (full resolution); overlay resizes the heatmap.
+            picture = overlay(original, heat, colormap=args.colormap, alpha=args.alpha)
+            out_path = os.path.join(args.out, outputs[index])
+            if not cv2.imwrite(out_path, np.ascontiguousarray(picture[..., ::-1])):
+                raise CLIError(f"could not write {out_path}")
+            fields = [paths[index], f"layer={layer_name}", f"target={int(cls)}"]
+            if names is not None:
+                fields.append(f"class={names[int(cls)] if 0 <= int(cls) < len(names) else '?'}")
+            fields += [f"score={_score_text(score)}", out_path]
+            print("\t".join(fields), flush=True)
+    if len(skipped) == len(paths):
+        raise CLIError(f"could not read any of the {len(paths)} image(s): nothing explained")
+    if skipped:
+        warn(f"{len(skipped)} of {len(paths)} images could not be read and were skipped")
+        return EXIT_PARTIAL
     return EXIT_OK
+
+
+@contextlib.contextmanager
+def _without_the_range_warning(active: bool):
+    """Hide the engine's "rescales input inside" warning once the CLI has printed its own hint,
+    which names the flag to pass."""
+    with warnings.catch_warnings():
+        if active:
+            warnings.filterwarnings("ignore", message=r"Model .* rescales input")
+        yield

@@ -9,7 +9,10 @@ the shape, which is what makes the set useful for checking that a saliency map
 points at the object (the ground-truth ``boxes`` and ``masks`` come with it).
 
 Nothing here imports TensorFlow except :func:`shapes_dataset`, so generating
-arrays stays cheap for tests and scripts.
+arrays stays cheap for tests and scripts. Nothing here uses OpenCV either: the shapes, the
+anti-aliased stripes and the bicubic blotches are drawn in NumPy, because OpenCV's own drawing
+and resizing change from one release to another (its anti-aliased lines by whole pixel
+values between 4.11 and 5.0), and the same seed must give the same data on every install.
 """
 
 from __future__ import annotations
@@ -17,18 +20,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Sequence
 
-import cv2
 import numpy as np
 
 if TYPE_CHECKING:  # pragma: no cover
     import tensorflow as tf
 
 __all__ = ["SHAPE_NAMES", "ShapesData", "make_shapes", "shapes_dataset"]
-
-# cv2 draws polygons with integer coordinates; a fixed-point shift of 4 bits gives
-# 1/16 px precision so small rotated shapes keep clean outlines.
-_SHIFT = 4
-_SCALE = 1 << _SHIFT
 
 
 # eq=False: a generated == on array fields would raise "truth value is ambiguous".
@@ -77,16 +74,31 @@ class ShapesData:
 def _polygon(
     canvas: np.ndarray, cy: float, cx: float, radii: np.ndarray, angles: np.ndarray
 ) -> None:
+    """Fill the polygon with vertices at ``radii`` and ``angles`` around ``(cy, cx)``: every
+    pixel whose centre lies inside it (even-odd rule; pixel ``(i, j)`` has its centre at
+    ``y = i, x = j``)."""
     xs = cx + radii * np.cos(angles)
     ys = cy + radii * np.sin(angles)
-    pts = np.round(np.stack([xs, ys], axis=1) * _SCALE).astype(np.int32)
-    cv2.fillPoly(canvas, [pts], 255, lineType=cv2.LINE_8, shift=_SHIFT)
+    h, w = canvas.shape
+    r0, r1 = max(0, int(np.floor(ys.min()))), min(h, int(np.ceil(ys.max())) + 1)
+    c0, c1 = max(0, int(np.floor(xs.min()))), min(w, int(np.ceil(xs.max())) + 1)
+    py = np.arange(r0, r1, dtype=np.float64)[:, None, None]
+    px = np.arange(c0, c1, dtype=np.float64)[None, :, None]
+    x0, y0 = xs, ys
+    x1, y1 = np.roll(xs, -1), np.roll(ys, -1)
+    spans = (y0 > py) != (y1 > py)  # the edge crosses the pixel's row
+    with np.errstate(divide="ignore", invalid="ignore"):
+        at = x0 + (py - y0) * (x1 - x0) / (y1 - y0)
+    inside = (np.count_nonzero(spans & (px < at), axis=-1) % 2).astype(bool)
+    canvas[r0:r1, c0:c1][inside] = 255
 
 
 def _circle(canvas: np.ndarray, cy: float, cx: float, s: float, angle: float) -> None:
     del angle  # a circle has no orientation
-    centre = (int(round(cx * _SCALE)), int(round(cy * _SCALE)))
-    cv2.circle(canvas, centre, int(round(s / 2 * _SCALE)), 255, -1, cv2.LINE_8, _SHIFT)
+    h, w = canvas.shape
+    yy = np.arange(h, dtype=np.float64)[:, None] - cy
+    xx = np.arange(w, dtype=np.float64)[None, :] - cx
+    canvas[yy * yy + xx * xx <= (s / 2) ** 2] = 255
 
 
 def _square(canvas: np.ndarray, cy: float, cx: float, s: float, angle: float) -> None:
@@ -147,23 +159,49 @@ def _backgrounds(rng: np.random.Generator, n: int, size: int) -> np.ndarray:
     # A coarse random grid upsampled bicubically gives blotches a few times larger
     # than the shapes, so edges in the background are soft while the shape's are sharp.
     coarse = rng.normal(0.0, 0.08, (n, 4, 4, 3)).astype(np.float32)
-    for i in range(n):
-        bg[i] += cv2.resize(coarse[i], (size, size), interpolation=cv2.INTER_CUBIC)
+    up = _bicubic_matrix(4, size)
+    bg += np.einsum("yi,nijc,xj->nyxc", up, coarse.astype(np.float64), up,
+                    optimize=True).astype(np.float32)
     return bg
 
 
+def _bicubic_matrix(n_in: int, n_out: int) -> np.ndarray:
+    """``[n_out, n_in]`` float64 weights of a bicubic upsampling along one axis (Keys kernel
+    with a = -0.75, pixel centres aligned, edges replicated: what OpenCV's INTER_CUBIC does)."""
+    a = -0.75
+
+    def kernel(t: np.ndarray) -> np.ndarray:
+        t = np.abs(t)
+        return np.where(t <= 1, ((a + 2) * t - (a + 3)) * t * t + 1,
+                        np.where(t < 2, ((a * t - 5 * a) * t + 8 * a) * t - 4 * a, 0.0))
+
+    src = (np.arange(n_out, dtype=np.float64) + 0.5) * (n_in / n_out) - 0.5
+    base = np.floor(src)
+    weights = np.zeros((n_out, n_in))
+    for k in range(-1, 3):
+        taps = base + k
+        np.add.at(weights, (np.arange(n_out), np.clip(taps, 0, n_in - 1).astype(int)),
+                  kernel(src - taps))
+    return weights
+
+
 def _add_stripes(rng: np.random.Generator, image: np.ndarray, size: int) -> None:
-    """Thin straight lines across the image: sharp edges that belong to no class."""
+    """Thin straight lines across the image: sharp edges that belong to no class.
+
+    Each line is anti-aliased by coverage: a pixel whose centre lies ``d`` pixels from the
+    line takes ``clip(thickness / 2 + 0.5 - d, 0, 1)`` of the line's colour."""
+    grid = np.arange(size, dtype=np.float64)
     for _ in range(rng.integers(0, 4)):
-        p0 = rng.uniform(0, size, 2)
+        p0 = rng.uniform(0, size, 2)  # (x, y) of a point on the line
         direction = rng.uniform(0, np.pi)
-        d = np.array([np.cos(direction), np.sin(direction)]) * 2 * size
-        a = np.round((p0 - d) * _SCALE).astype(int)
-        b = np.round((p0 + d) * _SCALE).astype(int)
-        colour = tuple(float(c) for c in rng.uniform(0.0, 1.0, 3))
+        colour = rng.uniform(0.0, 1.0, 3).astype(np.float32)
         thickness = int(rng.integers(1, 3))
-        cv2.line(image, (int(a[0]), int(a[1])), (int(b[0]), int(b[1])), colour, thickness,
-                 cv2.LINE_AA, _SHIFT)
+        # Distance of each pixel centre to the line through p0 along (cos, sin).
+        dist = np.abs((grid[None, :] - p0[0]) * np.sin(direction)
+                      - (grid[:, None] - p0[1]) * np.cos(direction))
+        cover = np.clip(thickness / 2 + 0.5 - dist, 0.0, 1.0).astype(np.float32)[..., None]
+        image *= 1.0 - cover
+        image += cover * colour
 
 
 def _add_blobs(rng: np.random.Generator, image: np.ndarray, size: int) -> None:
@@ -171,14 +209,18 @@ def _add_blobs(rng: np.random.Generator, image: np.ndarray, size: int) -> None:
     n_blobs = int(rng.integers(0, 3))
     if n_blobs == 0:
         return
-    grid = np.arange(size, dtype=np.float32)
+    grid = np.arange(size, dtype=np.float64)
     for _ in range(n_blobs):
         cy, cx = rng.uniform(0, size, 2)
         sigma = rng.uniform(0.06, 0.15) * size
-        weight = np.exp(-((grid[:, None] - cy) ** 2 + (grid[None, :] - cx) ** 2) / (2 * sigma**2))
+        weight = np.exp(-((grid[:, None] - cy) ** 2 + (grid[None, :] - cx) ** 2)
+                        / (2 * sigma**2))
         colour = rng.uniform(0.0, 1.0, 3).astype(np.float32)
-        strength = rng.uniform(0.3, 0.7)
-        w = (strength * weight)[..., None]
+        # Explicit dtypes (float64 weights, then float32): numpy 1 and 2 promote a float64
+        # scalar with a float32 array differently (NEP 50), and the images must not depend
+        # on the numpy version.
+        strength = np.float32(rng.uniform(0.3, 0.7))
+        w = (strength * weight.astype(np.float32))[..., None]
         image *= 1.0 - w
         image += w * colour
 

@@ -1,6 +1,8 @@
 """Small picture helpers shared by the TensorBoard logger and the callback's file sinks.
 
-Everything here is NumPy and OpenCV on host memory: no TensorFlow op, no random number.
+Everything here is NumPy (and OpenCV for PNG encoding) on host memory: no TensorFlow op, no
+random number. Captions use the NumPy bitmap font of :mod:`._font`, not OpenCV's text, whose
+metrics differ between OpenCV versions.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from typing import Sequence
 
 import cv2
 import numpy as np
+
+from tf_gradcam.training import _font
 
 #: Pixels of white between the tiles of a grid.
 GAP = 2
@@ -86,14 +90,34 @@ def grid_columns(n: int) -> int:
     return max(1, int(np.ceil(np.sqrt(n))))
 
 
-def with_caption(image: np.ndarray, text: str) -> np.ndarray:
-    """``image`` (uint8 RGB) with a white strip above it holding ``text`` in black."""
-    h, w = image.shape[:2]
-    scale = max(0.3, min(1.0, w / 200.0))
-    (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
-    strip = np.full((th + base + 6, w, 3), 255, np.uint8)
-    cv2.putText(strip, text, (3, th + 3), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 1,
-                cv2.LINE_AA)
+def caption_strips(texts: Sequence[str], width: int) -> list[np.ndarray]:
+    """One white ``[h, width, 3]`` uint8 strip per text, all of the same height, holding the
+    text in black in the bitmap font of :mod:`._font` (the same pixels whatever OpenCV is
+    installed). Every character shows at any width that holds one glyph: a text too long
+    for one line wraps (see :func:`._font.layout`), so two different texts, such as
+    ``"epoch 9"`` and ``"epoch 10"``, always give two different strips."""
+    pad = 1
+    scale, lines = _font.layout(texts, width, pad)
+    rows = max(len(ls) for ls in lines) if lines else 1
+    line_h = (_font.GLYPH_H + 1) * scale
+    height = rows * line_h - scale + 2 * (pad + 1) * scale
+    strips = []
+    for text_lines in lines:
+        strip = np.full((height, width, 3), 255, np.uint8)
+        for r, line in enumerate(text_lines):
+            ink = _font.render(line, scale)[:, : max(0, width - pad * scale)]
+            y = (pad + 1) * scale + r * line_h
+            x = pad * scale
+            strip[y: y + ink.shape[0], x: x + ink.shape[1]][ink] = 0
+        strips.append(strip)
+    return strips
+
+
+def with_caption(image: np.ndarray, text: str, strip: np.ndarray | None = None) -> np.ndarray:
+    """``image`` (uint8 RGB) with a white strip above it holding ``text`` in black (``strip``:
+    one made already by :func:`caption_strips`)."""
+    if strip is None:
+        strip = caption_strips([text], image.shape[1])[0]
     return np.concatenate([strip, image[..., :3]], axis=0)
 
 
@@ -125,7 +149,10 @@ def write_animations(frames: dict, png_dir: str, n_probes: int, kinds: Sequence[
     os.makedirs(png_dir, exist_ok=True)
     width = max(2, len(str(max(n_probes - 1, 0))))
     for (probe, label), captioned in sorted(frames.items()):
-        pictures = [with_caption(img, text) for text, img in captioned]
+        # One layout for all of a probe's frames: equal sizes, and the same scale throughout.
+        strips = caption_strips([text for text, _ in captioned], captioned[0][1].shape[1])
+        pictures = [with_caption(img, text, strip)
+                    for (text, img), strip in zip(captioned, strips)]
         stem = os.path.join(png_dir, f"probe_{probe:0{width}d}_{label}")
         if "gif" in kinds:
             write_gif(stem + ".gif", pictures, duration_ms)
