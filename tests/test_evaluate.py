@@ -151,3 +151,11 @@ def test_cli_evaluate_end_to_end(setup, tmp_path, capsys):
     assert "unknown metric 'nope'" in capsys.readouterr().err
     assert cli.main(["evaluate", path, str(folder), "--metrics", "box_iou", "--quiet"]) == 2
     assert "needs boxes" in capsys.readouterr().err
+    # The same file listing as `explain`: a quoted glob pattern, and one that matches nothing.
+    code = cli.main(["evaluate", path, str(folder / "[01].png"), "--metrics", "sparseness",
+                     "--out", str(tmp_path / "glob"), "--quiet"])
+    assert code == 0
+    with open(tmp_path / "glob" / "table.csv") as f:
+        assert [r["n"] for r in csv.DictReader(f)] == ["2"]
+    assert cli.main(["evaluate", path, str(folder / "*.jpg")]) == 2
+    assert "no file matches" in capsys.readouterr().err

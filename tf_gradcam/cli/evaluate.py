@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from tf_gradcam.cli.common import EXIT_OK, CLIError, load_model, one_line
+from tf_gradcam.cli.common import EXIT_OK, CLIError, add_common_options, load_model, one_line
 
 
 def add_parser(sub) -> None:
@@ -20,7 +20,8 @@ def add_parser(sub) -> None:
     evaluate.add_argument("model", metavar="MODEL",
                           help="a model saved with model.save('x.keras')")
     evaluate.add_argument("images", metavar="IMAGES", nargs="+",
-                          help="image files, or folders of them (PNG, JPEG, ...)")
+                          help="image files, directories (their image files) or quoted glob "
+                          "patterns")
     evaluate.add_argument("--methods", nargs="+", default=["gradcam"],
                           help="method names, or 'all' (default: %(default)s; commas work too)")
     evaluate.add_argument("--metrics", nargs="+", default=None,
@@ -41,6 +42,7 @@ def add_parser(sub) -> None:
     evaluate.add_argument("--raw-pixels", action="store_true",
                           help="feed pixel values in [0, 255] instead of scaling to [0, 1]")
     evaluate.add_argument("--quiet", action="store_true", help="no progress bar, no table")
+    add_common_options(evaluate)
 
 
 def _names(values) -> list[str]:
@@ -54,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(f"--batch-size must be >= 1, got {args.batch_size}")
     if args.seed < 0:
         raise CLIError(f"--seed must be >= 0, got {args.seed}")
-    from tf_gradcam.evaluation.data import image_files
+    from tf_gradcam.data.images import image_files
 
     try:
         paths = image_files(args.images)
@@ -70,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
         if name != "all" and name not in METRICS:
             raise CLIError(f"unknown metric {name!r}; choose from {', '.join(METRICS)} or all")
 
-    model = load_model(args.model)
+    model = load_model(args.model, args.custom_objects, args.verbose)
     import tensorflow as tf
 
     from tf_gradcam.evaluation import read_images

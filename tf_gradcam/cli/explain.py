@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import glob
 import os
 import sys
 import warnings
@@ -19,12 +18,6 @@ from tf_gradcam.cli.common import (
     EXIT_OK, EXIT_PARTIAL, CLIError, Warnings, add_common_options, load_model, one_line,
     require_file, warn,
 )
-
-#: File name endings read from a directory (what OpenCV's imread decodes).
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".jpe", ".bmp", ".dib", ".tif", ".tiff", ".webp",
-                  ".ppm", ".pgm", ".pbm", ".pnm", ".pxm", ".jp2", ".sr", ".ras", ".exr", ".hdr",
-                  ".pic", ".avif")
-
 
 def add_parser(sub) -> None:
     explain = sub.add_parser(
@@ -68,33 +61,15 @@ def add_parser(sub) -> None:
 
 
 # ------------------------------------------------------------------ arguments
-def _is_pattern(text: str) -> bool:
-    return any(ch in text for ch in "*?[")
-
-
 def expand_images(args: Sequence[str]) -> list[str]:
-    """The image files named by ``args``: files as given, a directory's image files (sorted,
-    not descending into subfolders), a glob pattern's matches (sorted). A missing file, or a
-    directory or pattern that names no image, is an error."""
-    paths: list[str] = []
-    for arg in args:
-        if os.path.isdir(arg):
-            found = sorted(os.path.join(arg, name) for name in os.listdir(arg)
-                           if name.lower().endswith(IMAGE_SUFFIXES)
-                           and os.path.isfile(os.path.join(arg, name)))
-            if not found:
-                raise CLIError(f"directory {arg} holds no image file "
-                               f"({', '.join(IMAGE_SUFFIXES[:4])}, ...)")
-            paths += found
-        elif not os.path.exists(arg) and _is_pattern(arg):
-            found = sorted(p for p in glob.glob(arg, recursive=True) if os.path.isfile(p))
-            if not found:
-                raise CLIError(f"no file matches {arg}")
-            paths += found
-        else:
-            require_file(arg, "image")
-            paths.append(arg)
-    return paths
+    """The image files named by ``args`` (files, directories, glob patterns); see
+    :func:`tf_gradcam.data.images.image_files`. One that names nothing is a usage error."""
+    from tf_gradcam.data.images import image_files
+
+    try:
+        return image_files(args)
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
 
 
 def read_class_names(path: str) -> list[str]:
@@ -128,24 +103,6 @@ def _target(text: str | None, names: list[str] | None) -> int | None:
 
 
 # ------------------------------------------------------------------ images
-def _read_image(path: str, channels: int):
-    """RGB (or grey) uint8 image as loaded, or ``None`` when it cannot be decoded."""
-    import cv2
-    import numpy as np
-
-    try:
-        data = np.fromfile(path, np.uint8)  # imdecode: any path encoding, and no crash on dirs
-    except OSError:
-        return None
-    flag = cv2.IMREAD_GRAYSCALE if channels == 1 else cv2.IMREAD_COLOR
-    img = cv2.imdecode(data, flag) if data.size else None
-    if img is None:
-        return None
-    if channels == 3:
-        img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-    return img
-
-
 def _output_names(paths: Sequence[str], method: str) -> list[str]:
     """``<stem>_<method>.png`` per input; inputs that share a stem get a numeric suffix."""
     stems = [os.path.splitext(os.path.basename(p))[0] for p in paths]
@@ -197,6 +154,7 @@ def _explain(args: argparse.Namespace, paths: list[str], names: list[str] | None
     import tensorflow as tf
 
     import tf_gradcam as tfg
+    from tf_gradcam.data.images import read_image
     from tf_gradcam.render import overlay
 
     try:
@@ -241,7 +199,7 @@ def _explain(args: argparse.Namespace, paths: list[str], names: list[str] | None
     for start in range(0, len(paths), args.batch_size):
         chunk, originals = [], []
         for index in range(start, min(start + args.batch_size, len(paths))):
-            img = _read_image(paths[index], channels)
+            img = read_image(paths[index], channels)
             if img is None:
                 warn(f"could not read image {paths[index]} (not an image OpenCV can decode); "
                      "skipped")

@@ -8,7 +8,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+from tf_gradcam.data.images import image_files, read_image
 
 
 @dataclass
@@ -76,25 +76,6 @@ def gather(data: Any, model: Any, *, labels: Any = None, boxes: Any = None, mask
     return out
 
 
-def image_files(sources: Sequence[Any]) -> list[str]:
-    """Image files of ``sources`` (files, and folders read one level deep, sorted)."""
-    paths: list[str] = []
-    for src in sources:
-        src = os.fspath(src)
-        if os.path.isdir(src):
-            inside = sorted(os.path.join(src, f) for f in os.listdir(src)
-                            if f.lower().endswith(IMAGE_EXTENSIONS))
-            if not inside:
-                raise ValueError(f"folder {src} holds no image files "
-                                 f"({', '.join(IMAGE_EXTENSIONS)}).")
-            paths += inside
-        elif os.path.isfile(src):
-            paths.append(src)
-        else:
-            raise ValueError(f"image not found: {src}")
-    return paths
-
-
 def read_images(paths: Sequence[str], model: Any, *, raw_pixels: bool = False) -> np.ndarray:
     """``[N, H, W, C] float32``: the files, resized to the model's input (area when shrinking,
     bilinear when enlarging), RGB or grey as the model takes, in ``[0, 1]`` (``[0, 255]`` with
@@ -106,14 +87,11 @@ def read_images(paths: Sequence[str], model: Any, *, raw_pixels: bool = False) -
         raise ValueError(f"Image files need a model with input [N, H, W, 1 or 3]; this one takes "
                          f"{list(shape)}.")
     _, height, width, channels = shape
-    flag = cv2.IMREAD_GRAYSCALE if channels == 1 else cv2.IMREAD_COLOR
     out = []
     for path in paths:
-        img = cv2.imread(os.fspath(path), flag)
+        img = read_image(os.fspath(path), channels)
         if img is None:
             raise ValueError(f"could not read image {path} (not an image OpenCV can decode)")
-        if channels == 3:
-            img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
         if height is None or width is None:
             height, width = img.shape[:2]
         if img.shape[:2] != (height, width):
