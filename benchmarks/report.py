@@ -185,6 +185,17 @@ def section_methods(rec: Rec) -> list[str]:
             "" if r["batch"] == batch else f" (batch {r['batch']})")
     out += table(["method"] + [f"{m}, batch {batch}" for m in models],
                  [[m] + [c.get(model, "") for model in models] for m, c in cells.items()])
+    layers: dict[str, dict[str, list[str]]] = {}
+    for r in rows:
+        layer = f"`{r['layer']}`" if r.get("layer") else "the input"
+        layers.setdefault(r["model"], {}).setdefault(layer, []).append(f"`{r['cls']}`")
+    described = []
+    for model, by_layer in layers.items():
+        common = max(by_layer, key=lambda k: len(by_layer[k]))  # most methods' layer
+        described.append(f"{model}: {common}" + "".join(
+            f", {layer} ({', '.join(users)})" for layer, users in by_layer.items()
+            if layer != common))
+    out += ["", "The default layers: " + "; ".join(described) + "."]
     floors = [r for r in rows if r.get("floor_ratio") is not None]
     if floors:
         out += ["", "### Methods against their floor", "",
@@ -384,6 +395,12 @@ def render_readme_block(records: dict[str, Rec]) -> str:
                                     for r in rows)
                      + f" its floor, one forward-backward pass of all the copies "
                      f"({ref('aug_smooth')}).")
+    rows = [r for r in rows_of(records.get("methods"))
+            if r.get("cls") == "ScoreCAM" and not r.get("options") and r.get("floor_ratio")]
+    if rows:
+        items.append("Score-CAM costs " + " and ".join(
+            f"{num(r['floor_ratio'], 2)}x ({r['model']}, {r['passes']} channels)" for r in rows)
+            + f" its floor, one masked forward pass per channel ({ref('methods')}).")
     rows = [r for r in rows_of(records.get("max_channels")) if r.get("max_channels")]
     if rows:
         r = rows[0]
@@ -393,9 +410,9 @@ def render_readme_block(records: dict[str, Rec]) -> str:
                      f"exact ones ({ref('max_channels')}).")
     rows = rows_of(records.get("callback"))
     if rows:
-        items.append("The training callback takes " + " and ".join(
-            f"**{pct(r['share'])}** ({r['model'].split(',')[0]})" for r in rows)
-            + f" of an epoch ({ref('callback')}).")
+        items.append("The training callback's own time is " + " and ".join(
+            f"**{pct(r['share'])}** of an epoch on the {r['model'].split(',')[0]}"
+            for r in rows) + f" ({ref('callback')}).")
     rows = rows_of(records.get("metrics"))
     if rows:
         items.append(_metrics_headline(rows) + f" ({ref('metrics')}).")
