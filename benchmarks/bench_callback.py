@@ -2,6 +2,7 @@
 
     python benchmarks/bench_callback.py                    # demo CNN and MobileNetV2, ~3-4 min
     python benchmarks/bench_callback.py --models demo --repeats 5
+    python benchmarks/bench_callback.py --quick            # smoke test: tiny epochs, 1 repeat
 
 For each model it trains one network and alternates ``fit`` runs of ``--epochs`` epochs without
 and with the callback (16 probe images, logged to TensorBoard every epoch; one callback object
@@ -18,26 +19,29 @@ Models (``weights=None``, nothing downloaded):
 * ``mobilenetv2``: ``keras.applications.MobileNetV2`` at 96 x 96 x 3, 10 classes, on random
   images (``--mobilenet-images`` per epoch, batch 32).
 
-Goal: overhead <= 5 % of an epoch.
+Goal: overhead <= 5 % of an epoch. Writes ``benchmarks/results/callback.json`` (``--quick``:
+``callback.quick.json``, which neither git nor ``benchmarks/report.py`` reads).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import sys
 import tempfile
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import tf_gradcam as tfg  # noqa: E402
+from _record import Record  # noqa: E402
 
 
 class EpochTimer(keras.callbacks.Callback):
@@ -76,7 +80,7 @@ def demo_case(args):
     keras.utils.set_random_seed(0)
     model = small_cnn((64, 64, 3), len(train.class_names))
     model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy")
-    desc = f"small_cnn 64x64, {args.demo_images} images/epoch"
+    desc = f"demo CNN (small_cnn) 64x64, {args.demo_images} images/epoch"
     return desc, model, train.images, train.labels, (probes.images, probes.labels), \
         train.class_names
 
@@ -95,7 +99,7 @@ def mobilenet_case(args):
 
 def bench(case, args, log_root):
     desc, model, x, y, probes, class_names = case(args)
-    callback = TimedGradCAM(probes, os.path.join(log_root, desc.split()[0]),
+    callback = TimedGradCAM(probes, os.path.join(log_root, case.__name__),
                             class_names=class_names)
     fit = dict(batch_size=32, epochs=args.epochs, verbose=0)
     setup_start = time.perf_counter()
@@ -110,45 +114,52 @@ def bench(case, args, log_root):
             store.extend(timer.epochs()[1:])
     base, loaded = statistics.median(without), statistics.median(with_cb)
     own = statistics.median(callback.log_seconds)
-    return dict(model=desc, epoch=base, epoch_cb=loaded, diff=(loaded - base) / base,
-                own=own, own_share=own / base, traces=callback.explainer.trace_count,
-                warmup=warmup, n=len(without))
+    return dict(model=desc, epoch_s=base, epoch_callback_s=loaded,
+                overhead=(loaded - base) / base, callback_s=own, share=own / base,
+                traces=callback.explainer.trace_count, warmup_s=warmup, epochs=len(without))
+
+
+QUICK = dict(repeats=1, epochs=2, probes=4, demo_images=256, mobilenet_images=64,
+             mobilenet_size=64)
+DEFAULTS = dict(repeats=3, epochs=3, probes=16, demo_images=3000, mobilenet_images=384,
+                mobilenet_size=96)
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="demo,mobilenetv2")
-    parser.add_argument("--repeats", type=int, default=3, help="alternating run pairs")
-    parser.add_argument("--epochs", type=int, default=3, help="epochs per run (first dropped)")
-    parser.add_argument("--probes", type=int, default=16)
-    parser.add_argument("--demo-images", type=int, default=3000)
-    parser.add_argument("--mobilenet-images", type=int, default=384)
-    parser.add_argument("--mobilenet-size", type=int, default=96)
+    parser.add_argument("--repeats", type=int, help="alternating run pairs (3)")
+    parser.add_argument("--epochs", type=int, help="epochs per run, first dropped (3)")
+    parser.add_argument("--probes", type=int, help="probe images logged every epoch (16)")
+    parser.add_argument("--demo-images", type=int, help="(3000)")
+    parser.add_argument("--mobilenet-images", type=int, help="(384)")
+    parser.add_argument("--mobilenet-size", type=int, help="(96)")
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke test: tiny epochs, 1 repeat (results/callback.quick.json)")
     args = parser.parse_args(argv)
+    for key, value in (QUICK if args.quick else DEFAULTS).items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
 
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    print(f"tf_gradcam {tfg.__version__} | TensorFlow {tf.__version__} | Keras {keras.__version__}"
-          f" | Python {platform.python_version()} | {platform.machine()} {platform.system()}"
-          f" | CPUs {cpus} | GPUs {len(tf.config.list_physical_devices('GPU'))}")
+    record = Record(
+        "callback", quick=args.quick, script="benchmarks/bench_callback.py",
+        models=args.models.split(","), probes=args.probes, repeats=args.repeats,
+        epochs=args.epochs, batch_size=32, weights=None,
+        method=("alternating fit runs without and with the callback (logging every epoch to "
+                "TensorBoard), first epoch of each run dropped, median epoch; the callback's "
+                "own time per logged epoch measured directly"),
+        gpus=len(tf.config.list_physical_devices("GPU")))
     print(f"{args.probes} probe images logged every epoch (overlays to TensorBoard); "
           f"{args.repeats} x {args.epochs}-epoch runs each way, alternating; median epoch.")
     cases = {"demo": demo_case, "mobilenetv2": mobilenet_case}
-    rows = []
     with tempfile.TemporaryDirectory() as log_root:
         for name in args.models.split(","):
-            rows.append(bench(cases[name], args, log_root))
-            r = rows[-1]
-            print(f"  done {r['model']}: warm-up run {r['warmup']:.1f} s", file=sys.stderr)
-    head = (f"{'model':<38} {'epoch s':>8} {'+callback s':>12} {'overhead':>9} "
-            f"{'callback s/epoch':>17} {'share':>7} {'traces':>7}")
-    print(head)
-    print("-" * len(head))
-    for r in rows:
-        print(f"{r['model']:<38} {r['epoch']:>8.2f} {r['epoch_cb']:>12.2f} {r['diff']:>8.1%} "
-              f"{r['own']:>17.3f} {r['own_share']:>7.1%} {r['traces']:>7}")
+            record.add(**bench(cases[name], args, log_root))
     print("overhead: median epoch with / without - 1 (noisy on a shared machine); share: the "
           "callback's own time per logged epoch / median epoch without it. Goal <= 5 %.")
+    print("wrote", record.save())
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())
