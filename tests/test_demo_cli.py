@@ -369,6 +369,43 @@ def test_cli_hints_at_raw_pixels_when_the_model_rescales_inside(tmp_path, capsys
     assert capsys.readouterr().err == ""
 
 
+def _saved_head_model(path: str, loss) -> str:
+    import keras
+
+    inp = keras.Input((16, 16, 3))
+    x = keras.layers.Conv2D(4, 3, name="conv")(inp)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(inp, keras.layers.Dense(3)(x))
+    model.compile(optimizer="adam", loss=loss)
+    model.save(path)
+    return path
+
+
+@pytest.mark.parametrize("loss", ["mse", "mean_absolute_error", "huber"])
+def test_cli_refuses_a_model_saved_with_a_regression_loss(tmp_path, capsys, loss) -> None:
+    """The CLI loads without compiling (no optimizer needed), but keeps what the saved loss
+    says: three regression outputs are not three classes, as in the Python API."""
+    import keras
+
+    loss_arg = keras.losses.Huber() if loss == "huber" else loss
+    path = _saved_head_model(str(tmp_path / "reg.keras"), loss_arg)
+    image = _write_images(tmp_path / "imgs", 1, size=(16, 16))[0]
+    assert cli.main(["explain", path, image, "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "regression loss" in err and "targets=" in err and "Traceback" not in err
+    assert err.count("\n") == 1
+
+
+def test_cli_still_explains_a_classifier_saved_compiled(tmp_path, capsys) -> None:
+    import keras
+
+    path = _saved_head_model(str(tmp_path / "cls.keras"),
+                             keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    image = _write_images(tmp_path / "imgs", 1, size=(16, 16))[0]
+    assert cli.main(["explain", path, image, "--out", str(tmp_path / "out")]) == 0
+    assert "target=" in capsys.readouterr().out
+
+
 def test_cli_hides_tensorflow_startup_noise_unless_verbose(small_saved_model) -> None:
     import subprocess
     import sys

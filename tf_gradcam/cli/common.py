@@ -200,9 +200,9 @@ def load_model(path: str, custom: Sequence[str] = (), verbose: bool = False):
 
     objects = custom_objects(custom) if custom else None
     try:
-        # compile=False: no optimizer or loss is needed to explain, and custom losses
-        # would otherwise make loading fail.
-        return keras.saving.load_model(path, custom_objects=objects, compile=False)
+        # compile=False: no optimizer is needed to explain, and a custom loss or optimizer
+        # would otherwise make loading fail. The loss is put back below when Keras knows it.
+        model = keras.saving.load_model(path, custom_objects=objects, compile=False)
     except Exception as exc:  # Keras raises many types for a bad file; all mean the same here
         text = one_line(exc)
         hint = ""
@@ -212,3 +212,48 @@ def load_model(path: str, custom: Sequence[str] = (), verbose: bool = False):
             hint = (" If the model has custom layers or functions, pass the module that "
                     "defines them: --custom-objects my_layers.py")
         raise CLIError(f"could not load model {path}: {text}{hint}") from None
+    _compile_saved_loss(model, path, objects)
+    return model
+
+
+def _saved_loss(path: str) -> Any:
+    """The loss a ``.keras`` file was compiled with, as its config stores it, or ``None``."""
+    import json
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            config = json.loads(archive.read("config.json"))
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        return None
+    return (config.get("compile_config") or {}).get("loss")
+
+
+def _compile_saved_loss(model, path: str, objects: dict[str, Any] | None) -> None:
+    """Compile ``model`` (loaded by us, not a user's object) with its saved loss alone.
+
+    The loss says what the outputs are: a model saved compiled with ``mse`` is a regression
+    model, and the explainer refuses to read its outputs as classes, as it does for the same
+    model in Python. A loss Keras cannot rebuild leaves the model uncompiled (a classifier,
+    as any uncompiled model)."""
+    import keras
+
+    loss = _saved_loss(path)
+    if loss is None:
+        return
+
+    def rebuild(item: Any) -> Any:
+        if isinstance(item, str):
+            return keras.losses.get(item)
+        return keras.losses.deserialize(item, custom_objects=objects)
+
+    try:
+        if isinstance(loss, dict) and "class_name" not in loss:  # one loss per named output
+            loss = {key: rebuild(value) for key, value in loss.items()}
+        elif isinstance(loss, list):
+            loss = [rebuild(value) for value in loss]
+        else:
+            loss = rebuild(loss)
+        model.compile(loss=loss)
+    except Exception:  # noqa: BLE001 - any failure only means no loss to read the head from
+        return
