@@ -154,7 +154,7 @@ def _explain(args: argparse.Namespace, paths: list[str], names: list[str] | None
     import tensorflow as tf
 
     import tf_gradcam as tfg
-    from tf_gradcam.data.images import read_image
+    from tf_gradcam.data.images import fit_image, read_image
     from tf_gradcam.render import overlay
 
     try:
@@ -213,14 +213,8 @@ def _explain(args: argparse.Namespace, paths: list[str], names: list[str] | None
             # A model that accepts any size still needs one batch of equal sizes: the first
             # image read sets it.
             height, width = originals[0].shape[:2]
-        resized = []
-        for img in originals:
-            if img.shape[:2] != (height, width):
-                shrinking = img.shape[0] > height or img.shape[1] > width
-                img = cv2.resize(img, (width, height),
-                                 interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
-            resized.append(img.reshape(height, width, channels))
-        batch = np.stack(resized).astype(np.float32)
+        batch = np.stack([fit_image(img, height, width, channels)
+                          for img in originals]).astype(np.float32)
         if not args.raw_pixels:
             batch /= 255.0
         try:

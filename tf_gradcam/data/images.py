@@ -1,4 +1,4 @@
-"""Image files on disk: which files a list of paths names, and decoding one of them.
+"""Image files on disk: which files a list of paths names, decoding one, sizing it for a model.
 
 The one place for both, used by ``tf-gradcam explain`` (which skips undecodable images) and
 ``tfg.evaluate`` / ``tf-gradcam evaluate`` (which reads a set of images to score).
@@ -66,3 +66,15 @@ def read_image(path: str, channels: int = 3) -> np.ndarray | None:
     if channels == 3:
         img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
     return img
+
+
+def fit_image(img: np.ndarray, height: int, width: int, channels: int) -> np.ndarray:
+    """``img`` (``[h, w]`` or ``[h, w, C]`` ``uint8``) as ``[height, width, channels]``: resized
+    by area when it shrinks on either axis (no aliasing), bilinearly when it only grows."""
+    import cv2
+
+    if img.shape[:2] != (height, width):
+        shrinking = img.shape[0] > height or img.shape[1] > width
+        img = cv2.resize(img, (width, height),
+                         interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+    return img.reshape(height, width, channels)

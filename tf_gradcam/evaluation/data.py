@@ -8,7 +8,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from tf_gradcam.data.images import image_files, read_image
+from tf_gradcam.data.images import fit_image, image_files, read_image
 
 
 @dataclass
@@ -80,7 +80,6 @@ def read_images(paths: Sequence[str], model: Any, *, raw_pixels: bool = False) -
     """``[N, H, W, C] float32``: the files, resized to the model's input (area when shrinking,
     bilinear when enlarging), RGB or grey as the model takes, in ``[0, 1]`` (``[0, 255]`` with
     ``raw_pixels``). A model of any input size takes the first image's."""
-    import cv2
 
     shape = tuple(model.inputs[0].shape) if hasattr(model, "inputs") else ()
     if len(shape) != 4 or shape[-1] not in (1, 3):
@@ -94,11 +93,7 @@ def read_images(paths: Sequence[str], model: Any, *, raw_pixels: bool = False) -
             raise ValueError(f"could not read image {path} (not an image OpenCV can decode)")
         if height is None or width is None:
             height, width = img.shape[:2]
-        if img.shape[:2] != (height, width):
-            shrinking = img.shape[0] > height or img.shape[1] > width
-            img = cv2.resize(img, (width, height),
-                             interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
-        out.append(img.reshape(height, width, channels))
+        out.append(fit_image(img, height, width, channels))
     batch = np.stack(out).astype(np.float32)
     return batch if raw_pixels else batch / 255.0
 
