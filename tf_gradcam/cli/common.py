@@ -39,6 +39,17 @@ def require_file(path: str, what: str) -> None:
         raise CLIError(f"{what} is a directory, not a file: {path}")
 
 
+def expand_images(args: Sequence[str]) -> list[str]:
+    """The image files named by ``args`` (files, directories, glob patterns); see
+    :func:`tf_gradcam.data.images.image_files`. One that names nothing is a usage error."""
+    from tf_gradcam.data.images import image_files
+
+    try:
+        return image_files(args)
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
+
+
 def add_common_options(parser: argparse.ArgumentParser, *, custom_objects: bool = True) -> None:
     parser.add_argument("--verbose", action="store_true",
                         help="show TensorFlow's own start-up messages and warnings (hidden by "

@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import os
 
-from tf_gradcam.cli.common import EXIT_OK, CLIError, add_common_options, load_model, one_line
+from tf_gradcam.cli.common import (
+    EXIT_OK, CLIError, add_common_options, expand_images, load_model, one_line,
+)
 
 
 def add_parser(sub) -> None:
@@ -56,12 +58,7 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(f"--batch-size must be >= 1, got {args.batch_size}")
     if args.seed < 0:
         raise CLIError(f"--seed must be >= 0, got {args.seed}")
-    from tf_gradcam.data.images import image_files
-
-    try:
-        paths = image_files(args.images)
-    except ValueError as exc:
-        raise CLIError(str(exc)) from None
+    paths = expand_images(args.images)
     if args.max_images is not None:
         paths = paths[: args.max_images]
     methods = _names(args.methods)

@@ -15,8 +15,8 @@ import warnings
 from typing import Sequence
 
 from tf_gradcam.cli.common import (
-    EXIT_OK, EXIT_PARTIAL, CLIError, Warnings, add_common_options, load_model, one_line,
-    require_file, warn,
+    EXIT_OK, EXIT_PARTIAL, CLIError, Warnings, add_common_options, expand_images, load_model,
+    one_line, require_file, warn,
 )
 
 def add_parser(sub) -> None:
@@ -61,17 +61,6 @@ def add_parser(sub) -> None:
 
 
 # ------------------------------------------------------------------ arguments
-def expand_images(args: Sequence[str]) -> list[str]:
-    """The image files named by ``args`` (files, directories, glob patterns); see
-    :func:`tf_gradcam.data.images.image_files`. One that names nothing is a usage error."""
-    from tf_gradcam.data.images import image_files
-
-    try:
-        return image_files(args)
-    except ValueError as exc:
-        raise CLIError(str(exc)) from None
-
-
 def read_class_names(path: str) -> list[str]:
     require_file(path, "class names file")
     try:
